@@ -1,0 +1,112 @@
+"""Integer codes shared by kernels and the Python layer (NamedTuples of ints, 0 = the default).
+
+Kernels never raise in the hot path; they return these codes and the Python layer turns them
+into readable errors.
+"""
+
+from typing import NamedTuple
+
+
+class FillPriceT(NamedTuple):
+    NEXT_OPEN: int = 0  # decide at close t, fill at open t+1
+    CLOSE: int = 1  # fill at close t (same bar the agent observed)
+
+
+FillPrice = FillPriceT()
+
+
+class StepStatusT(NamedTuple):
+    OK: int = 0
+    BAD_ACTION: int = 1  # a NaN or inf in the action; nothing was changed
+
+
+StepStatus = StepStatusT()
+
+
+class RewardIdT(NamedTuple):
+    """Column of each built-in component in the reward weight vector."""
+
+    LOG_RETURN: int = 0  # log(E_t / E_{t-1})
+    PNL: int = 1  # (E_t - E_{t-1}) / initial cash
+    DIFFERENTIAL_SHARPE: int = 2  # Moody & Saffell (1998) D_t
+    DRAWDOWN_PENALTY: int = 3  # -max(0, dd_t - dd_{t-1})
+    COST_PENALTY: int = 4  # -cost_t / E_{t-1}
+    CUSTOM: int = 5  # the user-registered jitted reward(s), summed with their own weights
+
+
+RewardId = RewardIdT()
+N_REWARDS = len(RewardId)
+
+
+class FeatureIdT(NamedTuple):
+    LOG_RETURN: int = 0  # log(c_t / c_{t-1}) / EWMA std of the same, causal
+    RANGE: int = 1  # log(h_t / l_t) / its EWMA mean, minus 1
+    VOLUME: int = 2  # log(v_t) minus its EWMA mean, over its EWMA std
+
+
+FeatureId = FeatureIdT()
+
+
+class InfoLevelT(NamedTuple):
+    FULL: int = 0
+    MINIMAL: int = 1
+    NONE: int = 2
+
+
+InfoLevel = InfoLevelT()
+
+
+class AccountT(NamedTuple):
+    """Columns of the per-env float64 account array ``acct`` (n, N_ACCOUNT)."""
+
+    CASH: int = 0  # currency
+    EQUITY: int = 1  # cash + sum(position * close), currency
+    PEAK: int = 2  # running max of equity this episode
+    DRAWDOWN: int = 3  # 1 - equity / peak, in [0, 1] while equity > 0
+    COST: int = 4  # commission + slippage paid in the last step, currency
+    REALIZED: int = 5  # realised P&L this episode, currency, before costs
+    DSR_A: int = 6  # EWMA of returns (differential Sharpe state)
+    DSR_B: int = 7  # EWMA of squared returns
+
+
+Account = AccountT()
+N_ACCOUNT = len(Account)
+
+
+class ClockT(NamedTuple):
+    """Columns of the per-env int64 clock array ``clock`` (n, N_CLOCK)."""
+
+    BAR: int = 0  # index of the last closed bar the env has seen
+    START: int = 1  # bar at which the episode started
+    STEP: int = 2  # steps taken in this episode
+    NEEDS_RESET: int = 3  # 1 after a done step in next-step autoreset mode
+
+
+Clock = ClockT()
+N_CLOCK = len(Clock)
+
+
+class CostParamT(NamedTuple):
+    """Columns of the per-env cost parameter array ``cost_params`` (n, N_COST_PARAM)."""
+
+    COMMISSION_BPS: int = 0  # of traded notional
+    MIN_COMMISSION: int = 1  # currency per order
+    SLIPPAGE_BPS: int = 2  # fixed, against the trader
+    HALF_SPREAD_BPS: int = 3  # paid on every fill
+
+
+CostParam = CostParamT()
+N_COST_PARAM = len(CostParam)
+
+
+class BarFieldT(NamedTuple):
+    """First axis of the market array ``bars`` (5, T, A), float64."""
+
+    OPEN: int = 0
+    HIGH: int = 1
+    LOW: int = 2
+    CLOSE: int = 3
+    VOLUME: int = 4
+
+
+BarField = BarFieldT()

@@ -1,0 +1,90 @@
+"""Feature kernels: causal per-asset features computed once at load, and one env's observation.
+
+``compute_features_nb`` fills ``out`` float32 (T, A, F) from float64 (5, T, A) bars (see
+``enums.BarField``). Every value at bar t uses bars <= t only: EWMAs start from a bias-corrected
+zero (as in Adam) instead of whole-series statistics, so no feature leaks the future.
+
+``write_observation_nb`` writes one env's row: the window of W bars ending at bar t, oldest
+first, laid out (W, A, F) in C order, then, if enabled, the portfolio features: weight of each
+asset (A), cash weight, unrealised P&L / equity, drawdown, fraction of the episode left.
+"""
+
+import math
+
+from numba import njit
+
+from kernels.enums import Account, BarField, FeatureId
+
+N_PORTFOLIO_EXTRA = 4  # cash weight, unrealised P&L, drawdown, time left (plus A weights)
+
+
+@njit(cache=True, nogil=True)
+def _clip(x, c):
+    return min(c, max(-c, x))
+
+
+@njit(cache=True, nogil=True)
+def compute_features_nb(bars, feature_ids, halflife, clip, out):
+    """Fill out (T, A, F) with the EWMA-normalised features named by feature_ids (F,)."""
+    n_bars = bars.shape[1]
+    n_assets = bars.shape[2]
+    alpha = 1.0 - math.exp(math.log(0.5) / halflife)
+    for a in range(n_assets):
+        m_ret2 = 0.0  # EWMA of squared log returns
+        m_rng = 0.0  # EWMA of log(high/low)
+        m_vol = 0.0  # EWMA of log volume
+        m_vol2 = 0.0  # EWMA of squared log volume
+        w = 0.0  # 1 - (1 - alpha)^k, the bias correction after k updates
+        for t in range(n_bars):
+            c = bars[BarField.CLOSE, t, a]
+            ret = 0.0 if t == 0 else math.log(c / bars[BarField.CLOSE, t - 1, a])
+            rng = math.log(bars[BarField.HIGH, t, a] / bars[BarField.LOW, t, a])
+            lv = math.log(max(bars[BarField.VOLUME, t, a], 1e-12))
+            m_ret2 = (1.0 - alpha) * m_ret2 + alpha * ret * ret
+            m_rng = (1.0 - alpha) * m_rng + alpha * rng
+            m_vol = (1.0 - alpha) * m_vol + alpha * lv
+            m_vol2 = (1.0 - alpha) * m_vol2 + alpha * lv * lv
+            w = (1.0 - alpha) * w + alpha
+            for j in range(feature_ids.shape[0]):
+                fid = feature_ids[j]
+                x = 0.0
+                if fid == FeatureId.LOG_RETURN:
+                    sd = math.sqrt(m_ret2 / w)
+                    x = ret / sd if sd > 0.0 else 0.0
+                elif fid == FeatureId.RANGE:
+                    mean = m_rng / w
+                    x = rng / mean - 1.0 if mean > 0.0 else 0.0
+                elif fid == FeatureId.VOLUME:
+                    mean = m_vol / w
+                    var = m_vol2 / w - mean * mean
+                    x = (lv - mean) / math.sqrt(var) if var > 1e-12 else 0.0
+                out[t, a, j] = min(clip, max(-clip, x))
+
+
+@njit(cache=True, nogil=True)
+def write_observation_nb(features, t, window, position_row, avg_px_row, close_row, acct_row,
+                         time_left, portfolio, clip, out_row):
+    """Write env's observation at bar t into out_row (float32); see the module docstring.
+
+    Portfolio features are clipped to [-clip, clip] like the market features (they only leave
+    that range near bankruptcy), so the observation space is bounded."""
+    n_assets = features.shape[1]
+    n_feat = features.shape[2]
+    k = 0
+    for s in range(t - window + 1, t + 1):
+        for a in range(n_assets):
+            for j in range(n_feat):
+                out_row[k] = features[s, a, j]
+                k += 1
+    if portfolio:
+        equity = acct_row[Account.EQUITY]
+        inv = 1.0 / equity if equity > 0.0 else 0.0
+        unrealized = 0.0
+        for a in range(n_assets):
+            out_row[k] = _clip(position_row[a] * close_row[a] * inv, clip)
+            unrealized += position_row[a] * (close_row[a] - avg_px_row[a])
+            k += 1
+        out_row[k] = _clip(acct_row[Account.CASH] * inv, clip)
+        out_row[k + 1] = _clip(unrealized * inv, clip)
+        out_row[k + 2] = _clip(acct_row[Account.DRAWDOWN], clip)
+        out_row[k + 3] = time_left

@@ -1,0 +1,402 @@
+"""Configuration: Hydra composition of ``conf/`` and validation into frozen dataclasses.
+
+``compose(env="training", overrides=[...])`` returns the composed DictConfig; ``load_spec(cfg)``
+checks every key and value against the schemas below (unknown keys, wrong types, out-of-range
+values, unknown registry names) and returns an ``EnvSpec``; errors name the dotted key, what was
+expected and what arrived. Everything is validated once, before any work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from optrader.registry import registry
+
+
+class ConfigError(ValueError):
+    """A config key or value is wrong; the message names the dotted key."""
+
+
+def config_dir() -> Path:
+    """Directory of the YAML config groups: the repo's ``conf/`` or the installed ``optrader.conf``."""
+    here = Path(__file__).resolve().parent
+    source_tree = here.parent / "conf"
+    if (source_tree / "config.yaml").is_file():
+        return source_tree
+    installed = Path(str(resources.files("optrader.conf")))
+    if (installed / "config.yaml").is_file():
+        return installed
+    raise FileNotFoundError(f"optrader configs not found in {source_tree} nor {installed}")
+
+
+def available(group: str) -> list[str]:
+    """Option names of a config group (YAML files in conf/GROUP)."""
+    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Schemas. One dataclass per group; each field's comment is its documentation.
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    mode: str = "training"  # training (more modes arrive with later layers)
+    initial_cash: float = 100_000.0  # currency
+    episode_length: int = 256  # steps before truncation
+    max_leverage: float = 1.0  # gross exposure cap (sum of |weights|)
+    bankrupt_fraction: float = 0.5  # terminate when equity < fraction x initial_cash
+    info: str = "full"  # full | minimal | none
+
+    def check(self, key: str) -> None:
+        _one_of(f"{key}.mode", self.mode, ("training",))
+        _positive(f"{key}.initial_cash", self.initial_cash)
+        _at_least(f"{key}.episode_length", self.episode_length, 1)
+        _positive(f"{key}.max_leverage", self.max_leverage)
+        _in_range(f"{key}.bankrupt_fraction", self.bankrupt_fraction, 0.0, 1.0, closed_hi=False)
+        _one_of(f"{key}.info", self.info, ("full", "minimal", "none"))
+
+
+@dataclass(frozen=True)
+class ExecutionConfig:
+    fill_price: str = "next_open"  # next_open | close
+    commission_model: str = "bps"  # registry kind "commission"
+    commission_bps: float = 1.0  # of traded notional
+    min_commission: float = 0.0  # currency per order
+    slippage_model: str = "fixed"  # registry kind "slippage"
+    slippage_bps: float = 1.0  # against the trader
+    half_spread_bps: float = 0.5  # paid on every fill
+    lot_size: float = 0.0  # 0 = fractional units
+
+    def check(self, key: str) -> None:
+        _one_of(f"{key}.fill_price", self.fill_price, ("next_open", "close"))
+        _registered(f"{key}.commission_model", "commission", self.commission_model)
+        _registered(f"{key}.slippage_model", "slippage", self.slippage_model)
+        for name in ("commission_bps", "min_commission", "slippage_bps", "half_spread_bps",
+                     "lot_size"):
+            _at_least(f"{key}.{name}", getattr(self, name), 0.0)
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    components: dict = field(default_factory=lambda: {"log_return": 1.0})  # name -> weight
+    scale: float = 1.0
+    dsr_eta: float = 0.01  # differential Sharpe adaptation rate, in (0, 1)
+
+    def check(self, key: str) -> None:
+        if not self.components:
+            raise ConfigError(f"{key}.components: expected at least one reward, got none")
+        for name, w in self.components.items():
+            _registered(f"{key}.components", "reward", name)
+            _typed(f"{key}.components.{name}", w, float)
+            _finite(f"{key}.components.{name}", w)
+        _finite(f"{key}.scale", self.scale)
+        _in_range(f"{key}.dsr_eta", self.dsr_eta, 0.0, 1.0, closed_lo=False, closed_hi=False)
+
+
+@dataclass(frozen=True)
+class ObservationConfig:
+    window: int = 32  # bars in the observation window
+    features: tuple = ("log_return",)  # per-asset features (kernels.enums.FeatureId)
+    ewma_halflife: float = 64.0  # bars
+    portfolio: bool = True  # append the portfolio features
+    clip: float = 10.0  # clip normalised features to [-clip, clip]
+
+    def check(self, key: str) -> None:
+        _at_least(f"{key}.window", self.window, 1)
+        if not self.features:
+            raise ConfigError(f"{key}.features: expected at least one feature, got []")
+        for name in self.features:
+            _one_of(f"{key}.features", name, FEATURE_NAMES)
+        if len(set(self.features)) != len(self.features):
+            raise ConfigError(f"{key}.features: duplicate names in {list(self.features)}")
+        _positive(f"{key}.ewma_halflife", self.ewma_halflife)
+        _positive(f"{key}.clip", self.clip)
+
+
+FEATURE_NAMES = ("log_return", "range", "volume")
+
+
+@dataclass(frozen=True)
+class ActionConfig:
+    type: str = "continuous"  # continuous | discrete
+    levels: tuple = (-1.0, 0.0, 1.0)  # discrete target weights, fractions of max_leverage
+
+    def check(self, key: str) -> None:
+        _one_of(f"{key}.type", self.type, ("continuous", "discrete"))
+        if len(self.levels) < 1:
+            raise ConfigError(f"{key}.levels: expected at least one level, got []")
+        for v in self.levels:
+            _typed(f"{key}.levels", v, float)
+            _in_range(f"{key}.levels", v, -1.0, 1.0)
+
+
+@dataclass(frozen=True)
+class JumpsConfig:
+    intensity: float = 0.0  # jumps per year
+    mean: float = 0.0  # mean log jump size
+    std: float = 0.0
+
+    def check(self, key: str) -> None:
+        _at_least(f"{key}.intensity", self.intensity, 0.0)
+        _at_least(f"{key}.std", self.std, 0.0)
+
+
+@dataclass(frozen=True)
+class RegimesConfig:
+    enabled: bool = False
+    p_stay: tuple = (0.99, 0.95)  # per-bar probability of staying in regime 0 / 1
+    vol_mult: tuple = (1.0, 2.5)
+    drift_mult: tuple = (1.0, -1.0)
+
+    def check(self, key: str) -> None:
+        for name in ("p_stay", "vol_mult", "drift_mult"):
+            v = getattr(self, name)
+            if len(v) != 2:
+                raise ConfigError(f"{key}.{name}: expected 2 values (one per regime), got {list(v)}")
+        for p in self.p_stay:
+            _in_range(f"{key}.p_stay", p, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class SyntheticDataConfig:
+    source: str = "synthetic"
+    n_bars: int = 20_000
+    n_assets: int = 1
+    seed: int = 7
+    start: str = "2000-01-03"  # timestamp of bar 0
+    freq: str = "1D"  # pandas offset of one bar
+    periods_per_year: float = 252.0
+    drift: Any = 0.05  # annual, scalar or one per asset
+    volatility: Any = 0.2  # annual, scalar or one per asset
+    correlation: float = 0.3  # pairwise
+    ar1: Any = 0.0  # AR(1) coefficient of log returns
+    jumps: JumpsConfig = field(default_factory=JumpsConfig)
+    regimes: RegimesConfig = field(default_factory=RegimesConfig)
+    init_price: float = 100.0
+    base_volume: float = 1e6
+    intrabar_vol: float = 0.5
+
+    def check(self, key: str) -> None:
+        _at_least(f"{key}.n_bars", self.n_bars, 2)
+        _at_least(f"{key}.n_assets", self.n_assets, 1)
+        _positive(f"{key}.periods_per_year", self.periods_per_year)
+        self.jumps.check(f"{key}.jumps")
+        self.regimes.check(f"{key}.regimes")
+
+
+@dataclass(frozen=True)
+class DataFrameDataConfig:
+    source: str = "dataframe"
+    path: Any = None  # a Parquet or CSV file, or None when a DataFrame is passed
+    periods_per_year: float = 252.0
+
+    def check(self, key: str) -> None:
+        _positive(f"{key}.periods_per_year", self.periods_per_year)
+
+
+DATA_SCHEMAS = {"synthetic": SyntheticDataConfig, "dataframe": DataFrameDataConfig}
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    name: str = "es"
+    policy: str = "linear"  # linear | mlp
+    hidden: int = 32
+    sigma: float = 0.05  # perturbation std
+    learning_rate: float = 0.03
+    weight_decay: float = 0.0
+    num_envs: int = 256  # population (even: antithetic pairs)
+    budget_steps: int = 5_000_000  # env-steps of training
+    eval_episodes: int = 64
+
+    def check(self, key: str) -> None:
+        _one_of(f"{key}.name", self.name, ("es",))
+        _one_of(f"{key}.policy", self.policy, ("linear", "mlp"))
+        _at_least(f"{key}.hidden", self.hidden, 1)
+        _positive(f"{key}.sigma", self.sigma)
+        _positive(f"{key}.learning_rate", self.learning_rate)
+        _at_least(f"{key}.weight_decay", self.weight_decay, 0.0)
+        _at_least(f"{key}.num_envs", self.num_envs, 2)
+        if self.num_envs % 2:
+            raise ConfigError(f"{key}.num_envs: expected an even population (antithetic pairs), "
+                              f"got {self.num_envs}")
+        _at_least(f"{key}.budget_steps", self.budget_steps, 1)
+        _at_least(f"{key}.eval_episodes", self.eval_episodes, 1)
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """The validated, frozen configuration of a TradingVectorEnv."""
+
+    env: EnvConfig = field(default_factory=EnvConfig)
+    data: Any = field(default_factory=SyntheticDataConfig)  # one of DATA_SCHEMAS
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    observation: ObservationConfig = field(default_factory=ObservationConfig)
+    action: ActionConfig = field(default_factory=ActionConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    seed: int = 0
+
+    def check(self, key: str = "") -> None:
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if hasattr(v, "check"):
+                v.check(f.name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Composition and validation.
+
+
+def compose(env: str = "training", overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
+    """Compose ``conf/config.yaml`` with ``+env=<env>`` and Hydra ``overrides``."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+
+    modes = available("env")
+    if env not in modes:
+        raise ConfigError(f"env: unknown mode {env!r}; known modes: {modes}")
+    if isinstance(overrides, str):
+        raise TypeError(f"overrides: expected a list of 'key=value' strings, got the string "
+                        f"{overrides!r}")
+    overrides = [str(o) for o in overrides]
+    try:
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+            return hydra_compose(config_name="config", overrides=[f"+env={env}", *overrides])
+    except HydraException as exc:
+        raise ConfigError(f"bad override in {overrides}: {exc}") from None
+
+
+def load_spec(cfg: DictConfig | dict) -> EnvSpec:
+    """Validate a composed config into an EnvSpec (every key checked, nothing defaulted silently
+    except keys absent from the YAML that have schema defaults)."""
+    if isinstance(cfg, DictConfig):
+        raw = OmegaConf.to_container(cfg, resolve=True)
+    elif isinstance(cfg, dict):
+        raw = dict(cfg)
+    else:
+        raise TypeError(f"config: expected a DictConfig or dict, got {type(cfg).__name__}")
+    if "env" not in raw:
+        raise ConfigError("env: no mode selected; compose with env='training' "
+                          "(or pass +env=training on the command line)")
+    data_raw = raw.get("data") or {}
+    if not isinstance(data_raw, dict):
+        raise ConfigError(f"data: expected a mapping, got {data_raw!r}")
+    source = data_raw.get("source", "synthetic")
+    _registered("data.source", "data_source", source)
+    data = _build(DATA_SCHEMAS[source], data_raw, "data")
+    spec = _build(EnvSpec, raw, "", prebuilt={"data": data})
+    spec.check()
+    return spec
+
+
+def _build(cls, raw: Any, key: str, prebuilt: dict | None = None):
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{key or 'config'}: expected a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = [k for k in raw if k not in names]
+    if unknown:
+        k = unknown[0]
+        close = difflib.get_close_matches(str(k), sorted(names), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"{_join(key, k)}: unknown key; known keys: {sorted(names)}{hint}")
+    values = dict(prebuilt or {})
+    for f in dataclasses.fields(cls):
+        if f.name not in raw or f.name in values:
+            continue
+        sub = _join(key, f.name)
+        t = hints[f.name]
+        v = raw[f.name]
+        if dataclasses.is_dataclass(t):
+            values[f.name] = _build(t, v, sub)
+        else:
+            values[f.name] = _coerce(sub, v, t)
+    return cls(**values)
+
+
+def _coerce(key: str, v: Any, t: Any) -> Any:
+    if t is Any:
+        return tuple(v) if isinstance(v, list) else v
+    if t is tuple:
+        if not isinstance(v, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {v!r}")
+        return tuple(_coerce_scalar(key, x) for x in v)
+    if t is dict:
+        if not isinstance(v, dict):
+            raise ConfigError(f"{key}: expected a mapping of name -> value, got {v!r}")
+        return {str(k): x for k, x in v.items()}
+    return _typed(key, v, t)
+
+
+def _coerce_scalar(key: str, x: Any) -> Any:
+    if isinstance(x, bool) or not isinstance(x, (int, float, str)):
+        raise ConfigError(f"{key}: expected numbers or names, got {x!r}")
+    return float(x) if isinstance(x, int) else x
+
+
+def _typed(key: str, v: Any, t: Any) -> Any:
+    if isinstance(t, types.UnionType) or typing.get_origin(t) is typing.Union:
+        return v
+    ok = {
+        float: isinstance(v, (int, float)) and not isinstance(v, bool),
+        int: isinstance(v, int) and not isinstance(v, bool),
+        bool: isinstance(v, bool),
+        str: isinstance(v, str),
+    }.get(t, True)
+    if not ok:
+        raise ConfigError(f"{key}: expected {t.__name__}, got {v!r} ({type(v).__name__})")
+    return float(v) if t is float else v
+
+
+def _join(key: str, name: str) -> str:
+    return f"{key}.{name}" if key else name
+
+
+def _one_of(key: str, v: Any, options) -> None:
+    if v not in options:
+        raise ConfigError(f"{key}: expected one of {list(options)}, got {v!r}")
+
+
+def _registered(key: str, kind: str, name: str) -> None:
+    try:
+        registry.get(kind, name)
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+
+
+def _finite(key: str, v: float) -> None:
+    if v != v or v in (float("inf"), float("-inf")):
+        raise ConfigError(f"{key}: expected a finite number, got {v!r}")
+
+
+def _positive(key: str, v: float) -> None:
+    _finite(key, v)
+    if not v > 0:
+        raise ConfigError(f"{key}: expected > 0, got {v!r}")
+
+
+def _at_least(key: str, v: float, lo: float) -> None:
+    _finite(key, v)
+    if not v >= lo:
+        raise ConfigError(f"{key}: expected >= {lo}, got {v!r}")
+
+
+def _in_range(key, v, lo, hi, closed_lo=True, closed_hi=True) -> None:
+    _finite(key, v)
+    ok_lo = v >= lo if closed_lo else v > lo
+    ok_hi = v <= hi if closed_hi else v < hi
+    if not (ok_lo and ok_hi):
+        lb = "[" if closed_lo else "("
+        rb = "]" if closed_hi else ")"
+        raise ConfigError(f"{key}: expected a value in {lb}{lo}, {hi}{rb}, got {v!r}")

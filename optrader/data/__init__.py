@@ -1,0 +1,60 @@
+"""Market data entry points: ``load_market(data_cfg, data)`` -> MarketData."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from optrader.data.market import (
+    OHLCV,
+    DataError,
+    MarketData,
+    from_arrays,
+    from_dataframe,
+    from_path,
+)
+
+__all__ = ["OHLCV", "DataError", "MarketData", "from_arrays", "from_dataframe", "from_path",
+           "load_market", "synthetic_market"]
+
+
+def synthetic_market(cfg) -> MarketData:
+    """MarketData from a validated ``SyntheticDataConfig``."""
+    from optrader.data.synthetic import generate_synthetic
+
+    bars = generate_synthetic(
+        n_bars=cfg.n_bars, n_assets=cfg.n_assets, seed=cfg.seed, drift=cfg.drift,
+        volatility=cfg.volatility, correlation=cfg.correlation, ar1=cfg.ar1,
+        jump_intensity=cfg.jumps.intensity, jump_mean=cfg.jumps.mean, jump_std=cfg.jumps.std,
+        regimes=cfg.regimes.enabled, regime_p_stay=cfg.regimes.p_stay,
+        regime_vol_mult=cfg.regimes.vol_mult, regime_drift_mult=cfg.regimes.drift_mult,
+        init_price=cfg.init_price, base_volume=cfg.base_volume, intrabar_vol=cfg.intrabar_vol,
+        periods_per_year=cfg.periods_per_year)
+    try:
+        ts = pd.date_range(cfg.start, periods=cfg.n_bars, freq=cfg.freq, tz="UTC")
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"data.start / data.freq: cannot build timestamps from start="
+                        f"{cfg.start!r}, freq={cfg.freq!r}: {exc}") from None
+    symbols = [f"SYN{a}" for a in range(cfg.n_assets)]
+    return from_arrays(*(bars[c] for c in OHLCV), timestamps=ts.as_unit("ns").asi8,
+                       symbols=symbols, periods_per_year=cfg.periods_per_year,
+                       source="synthetic market")
+
+
+def load_market(data_cfg, data=None) -> MarketData:
+    """Resolve the ``data`` argument (MarketData, DataFrame, path or None) against the config."""
+    if isinstance(data, MarketData):
+        return data
+    if isinstance(data, pd.DataFrame):
+        return from_dataframe(data, data_cfg.periods_per_year)
+    if isinstance(data, (str, Path)):
+        return from_path(data, data_cfg.periods_per_year)
+    if data is not None:
+        raise TypeError(f"data: expected a pandas DataFrame, a path, MarketData or None, got "
+                        f"{type(data).__name__}")
+    if data_cfg.source == "synthetic":
+        return synthetic_market(data_cfg)
+    if data_cfg.path is None:
+        raise DataError("data.source=dataframe needs data=<DataFrame> or data.path=<file>")
+    return from_path(data_cfg.path, data_cfg.periods_per_year)

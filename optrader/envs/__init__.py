@@ -1,0 +1,1 @@
+"""Gymnasium environments: ``TradingVectorEnv`` (batched, fused kernel) and ``TradingEnv``."""

@@ -1,0 +1,344 @@
+"""TradingVectorEnv: a native ``gymnasium.vector.VectorEnv`` over the fused Numba step.
+
+All state is struct-of-arrays with env on axis 0 and lives in buffers allocated once here; a
+``step`` checks the action's shape and dtype, calls one kernel for the whole batch and returns the
+buffers (copied unless ``copy=False``). See ``kernels/step.py`` for the timing convention.
+
+Info keys (``env.info: full``): ``equity``, ``cash``, ``drawdown``, ``cost`` float64 (n,),
+``position`` float64 (n, A) units, ``bar`` int64 (n,), each with a Gymnasium ``_key`` mask;
+``minimal`` keeps ``equity``; ``none`` returns ``{}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from kernels.enums import (
+    N_ACCOUNT,
+    N_CLOCK,
+    N_COST_PARAM,
+    N_REWARDS,
+    Account,
+    Clock,
+    CostParam,
+    FillPrice,
+    RewardId,
+)
+from kernels.features import compute_features_nb
+from optrader.config import ConfigError, compose, load_spec
+from optrader.data import MarketData, load_market
+from optrader.envs import kernel_cache
+from optrader.envs.layout import FEATURE_IDS, observation_names, observation_size, single_spaces
+from optrader.registry import registry
+
+# Below this many envs the serial kernel wins: starting the thread pool costs ~10 microseconds.
+PARALLEL_MIN_ENVS = 256
+
+
+class PortfolioState(NamedTuple):
+    """Per-env book. acct float64 (n, N_ACCOUNT) columns ``kernels.enums.Account``."""
+
+    acct: np.ndarray
+    position: np.ndarray  # float64 (n, A) units
+    avg_px_open: np.ndarray  # float64 (n, A) currency
+
+
+class EpisodeState(NamedTuple):
+    clock: np.ndarray  # int64 (n, N_CLOCK) columns ``kernels.enums.Clock``
+    rng: np.ndarray  # uint64 (n,) splitmix64 state per env
+
+
+class TradingVectorEnv(VectorEnv):
+    """A batch of ``num_envs`` trading envs sharing one MarketData.
+
+    Args:
+        num_envs: batch size, >= 1.
+        cfg: a composed DictConfig (``optrader.compose``); None composes ``env`` + ``overrides``.
+        data: a DataFrame, a Parquet/CSV path, MarketData, or None for the configured source.
+        env: mode name (a file in conf/env), used when ``cfg`` is None.
+        overrides: Hydra override strings, used when ``cfg`` is None.
+        render_mode: None, "ansi" or "human".
+        max_episode_steps: overrides ``env.episode_length``.
+        autoreset_mode: ``AutoresetMode.NEXT_STEP`` (default) or ``AutoresetMode.SAME_STEP``.
+        copy: return copies of the observation/reward/flag buffers (default, safe to keep);
+            False returns the buffers themselves, overwritten by the next step (fastest).
+        parallel: force the threaded (True) or serial (False) kernel; None picks by num_envs.
+    """
+
+    metadata = {"render_modes": ["ansi", "human"], "render_fps": 4,
+                "autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(self, num_envs: int = 1, cfg=None, data=None, env: str = "training",
+                 overrides=(), render_mode: str | None = None,
+                 max_episode_steps: int | None = None,
+                 autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+                 copy: bool = True, parallel: bool | None = None):
+        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) \
+                or num_envs < 1:
+            raise ValueError(f"num_envs: expected an integer >= 1, got {num_envs!r}")
+        if render_mode not in (None, "ansi", "human"):
+            raise ValueError(f"render_mode: expected None, 'ansi' or 'human', got {render_mode!r}")
+        try:
+            autoreset_mode = AutoresetMode(autoreset_mode)
+        except ValueError:
+            raise ValueError(f"autoreset_mode: expected one of {[m.value for m in AutoresetMode]}, "
+                             f"got {autoreset_mode!r}") from None
+        if autoreset_mode == AutoresetMode.DISABLED:
+            raise ValueError("autoreset_mode: DISABLED is not supported; use NEXT_STEP or "
+                             "SAME_STEP")
+        if cfg is None:
+            cfg = compose(env=env, overrides=list(overrides))
+        elif overrides:
+            raise ConfigError("overrides: pass them to optrader.compose(...) when giving cfg")
+        self.cfg = cfg
+        self.config = spec = load_spec(cfg)
+        if max_episode_steps is not None:
+            if isinstance(max_episode_steps, bool) or not isinstance(
+                    max_episode_steps, (int, np.integer)) or max_episode_steps < 1:
+                raise ValueError(f"max_episode_steps: expected an integer >= 1, got "
+                                 f"{max_episode_steps!r}")
+            spec = _replace(spec, "env", episode_length=int(max_episode_steps))
+            self.config = spec
+        self.market: MarketData = load_market(spec.data, data)
+
+        n = self.num_envs = int(num_envs)
+        n_assets = self.market.n_assets
+        window = spec.observation.window
+        episode_length = spec.env.episode_length
+        n_bars = self.market.n_bars
+        # start bars: the window must fit before the start and the episode after it
+        self._first_bar = window - 1
+        self._last_bar = n_bars - 1
+        self._last_start = n_bars - 1 - episode_length
+        if self._last_start < self._first_bar:
+            raise ValueError(
+                f"data: {n_bars} bars are too few for observation.window={window} plus "
+                f"env.episode_length={episode_length}; need at least {window + episode_length}")
+
+        self.render_mode = render_mode
+        self.autoreset_mode = autoreset_mode
+        self.metadata = dict(self.metadata, autoreset_mode=autoreset_mode)
+        self._copy = bool(copy)
+
+        # features: computed once, causal (kernels/features.py)
+        feats = spec.observation.features
+        self._features = np.empty((n_bars, n_assets, len(feats)), dtype=np.float32)
+        compute_features_nb(self.market.bars, np.array([FEATURE_IDS[f] for f in feats]),
+                            spec.observation.ewma_halflife, spec.observation.clip,
+                            self._features)
+        self._portfolio_obs = bool(spec.observation.portfolio)
+        obs_size = observation_size(window, n_assets, len(feats), self._portfolio_obs)
+        self.observation_names = observation_names(window, self.market.symbols, feats,
+                                                   self._portfolio_obs)
+
+        self._discrete = spec.action.type == "discrete"
+        self._levels = np.asarray(spec.action.levels, dtype=np.float64)
+        self.single_observation_space, self.single_action_space = single_spaces(
+            obs_size, n_assets, spec.action.type, len(self._levels), spec.observation.clip)
+        self.observation_space = batch_space(self.single_observation_space, n)
+        self.action_space = batch_space(self.single_action_space, n)
+        self._action_shape = self.action_space.shape
+
+        # state and output buffers, allocated once
+        self.portfolio = PortfolioState(np.zeros((n, N_ACCOUNT)), np.zeros((n, n_assets)),
+                                        np.zeros((n, n_assets)))
+        self.episode = EpisodeState(np.zeros((n, N_CLOCK), dtype=np.int64),
+                                    np.zeros(n, dtype=np.uint64))
+        self._rng_seeded = False
+        self._cost_params = np.zeros((n, N_COST_PARAM))
+        ex = spec.execution
+        self._cost_params[:, CostParam.COMMISSION_BPS] = ex.commission_bps
+        self._cost_params[:, CostParam.MIN_COMMISSION] = ex.min_commission
+        self._cost_params[:, CostParam.SLIPPAGE_BPS] = ex.slippage_bps
+        self._cost_params[:, CostParam.HALF_SPREAD_BPS] = ex.half_spread_bps
+        self._fill_mode = FillPrice.NEXT_OPEN if ex.fill_price == "next_open" else FillPrice.CLOSE
+        self._reward_weights, custom = _reward_weights(spec.reward.components)
+        self._targets = np.zeros((n, n_assets))
+        self._action_f64 = np.zeros((n, n_assets))
+        self._obs = np.zeros((n, obs_size), dtype=np.float32)
+        self._final_obs = np.zeros((n, obs_size), dtype=np.float32)
+        self._final_acct = np.zeros((n, N_ACCOUNT))
+        self._final_position = np.zeros((n, n_assets))
+        self._final_clock = np.zeros((n, N_CLOCK), dtype=np.int64)
+        self._rewards = np.zeros(n)
+        self._terminations = np.zeros(n, dtype=np.bool_)
+        self._truncations = np.zeros(n, dtype=np.bool_)
+        self._all_true = np.ones(n, dtype=np.bool_)
+        self._all_true.setflags(write=False)
+        self._kernel_mask = np.ones(n, dtype=np.bool_)
+        self._info_level = spec.env.info
+        self._reset_done = False
+
+        use_parallel = n >= PARALLEL_MIN_ENVS if parallel is None else bool(parallel)
+        self._step_kernel, self._reset_kernel = kernel_cache.kernels(custom, use_parallel)
+        self._scalars = (self._first_bar, self._last_start, self._last_bar, episode_length,
+                         window, spec.env.max_leverage, spec.env.initial_cash,
+                         spec.env.bankrupt_fraction, ex.lot_size, self._fill_mode,
+                         spec.reward.dsr_eta, spec.reward.scale, self._portfolio_obs,
+                         spec.observation.clip, autoreset_mode == AutoresetMode.SAME_STEP)
+
+    # ------------------------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        """Reset all envs, or those in ``options["reset_mask"]`` (bool (n,)); returns (obs, info)."""
+        super().reset(seed=seed)
+        if seed is not None or not self._rng_seeded:
+            self.episode.rng[:] = self.np_random.integers(
+                0, np.iinfo(np.uint64).max, size=self.num_envs, dtype=np.uint64, endpoint=True)
+            self._rng_seeded = True
+        mask = self._all_true
+        options = options or {}
+        unknown = set(options) - {"reset_mask"}
+        if unknown:
+            raise ValueError(f"reset options: unknown keys {sorted(unknown)}; expected "
+                             f"'reset_mask'")
+        if "reset_mask" in options:
+            mask = np.asarray(options["reset_mask"])
+            if mask.dtype != np.bool_ or mask.shape != (self.num_envs,):
+                raise ValueError(f"reset_mask: expected a bool array of shape ({self.num_envs},),"
+                                 f" got {mask.dtype} {mask.shape}")
+            if not self._reset_done and not mask.all():
+                raise ValueError("reset_mask: the first reset must reset every env")
+        p, e, s = self.portfolio, self.episode, self._scalars
+        # the kernel gets a private writable copy so one compiled signature serves every call
+        kmask = self._kernel_mask
+        np.copyto(kmask, mask)
+        self._reset_kernel(kmask, self.market.bars, self._features, p.acct, p.position,
+                           p.avg_px_open, e.clock, e.rng, self._obs, s[0], s[1], s[4],
+                           s[6], s[12], s[13])
+        self._rewards[mask] = 0.0
+        self._terminations[mask] = False
+        self._truncations[mask] = False
+        self._reset_done = True
+        return self._out(self._obs), self._info(mask)
+
+    def step(self, actions):
+        """Advance every env one bar; returns (obs, rewards, terminations, truncations, info)."""
+        if not self._reset_done:
+            raise RuntimeError("step() called before reset()")
+        actions = self._checked_actions(actions)
+        p, e = self.portfolio, self.episode
+        n_done = self._step_kernel(
+            actions, self.market.bars, self._features, p.acct, p.position, p.avg_px_open,
+            e.clock, e.rng, self._cost_params, self._reward_weights, self._targets, self._obs,
+            self._rewards, self._terminations, self._truncations, self._final_obs,
+            self._final_acct, self._final_position, self._final_clock, *self._scalars)
+        if n_done < 0:
+            bad = np.nonzero(~np.isfinite(actions).all(axis=1))[0]
+            raise ValueError(f"actions: expected finite values, got NaN or inf for envs "
+                             f"{bad[:10].tolist()}; no env was stepped")
+        info = self._info(self._all_true)
+        if n_done and self.autoreset_mode == AutoresetMode.SAME_STEP:
+            self._add_final(info)
+        out = self._out
+        return (out(self._obs), out(self._rewards), out(self._terminations),
+                out(self._truncations), info)
+
+    def _checked_actions(self, actions) -> np.ndarray:
+        a = np.asarray(actions)
+        if a.shape != self._action_shape:
+            raise ValueError(f"actions: expected shape {self._action_shape} "
+                             f"({self.action_space}), got {a.shape}")
+        if self._discrete:
+            if a.dtype.kind not in "iu":
+                raise TypeError(f"actions: expected integer indices into action.levels, got "
+                                f"dtype {a.dtype}")
+            lo, hi = a.min(), a.max()
+            if lo < 0 or hi >= self._levels.shape[0]:
+                raise ValueError(f"actions: expected indices in [0, {self._levels.shape[0] - 1}],"
+                                 f" got values in [{lo}, {hi}]")
+            np.take(self._levels, a.reshape(self._action_f64.shape), out=self._action_f64)
+            return self._action_f64
+        if a.dtype.kind != "f":
+            raise TypeError(f"actions: expected a float array (target weights in [-1, 1]), got "
+                            f"dtype {a.dtype}")
+        if a.dtype not in (np.float32, np.float64) or not a.flags.c_contiguous:
+            np.copyto(self._action_f64, a, casting="same_kind")
+            return self._action_f64
+        return a
+
+    def _out(self, buf: np.ndarray) -> np.ndarray:
+        return buf.copy() if self._copy else buf
+
+    def _info(self, mask: np.ndarray) -> dict[str, Any]:
+        level = self._info_level
+        if level == "none":
+            return {}
+        acct = self.portfolio.acct
+        m = mask if mask is self._all_true else mask.copy()
+        info = {"equity": acct[:, Account.EQUITY].copy(), "_equity": m}
+        if level == "full":
+            info.update(
+                cash=acct[:, Account.CASH].copy(), _cash=m,
+                position=self.portfolio.position.copy(), _position=m,
+                drawdown=acct[:, Account.DRAWDOWN].copy(), _drawdown=m,
+                bar=self.episode.clock[:, Clock.BAR].copy(), _bar=m,
+                cost=acct[:, Account.COST].copy(), _cost=m,
+            )
+        return info
+
+    def _add_final(self, info: dict[str, Any]) -> None:
+        """Gymnasium SAME_STEP layout: ``final_obs`` object array, ``final_info`` batched dict."""
+        done = self._terminations | self._truncations
+        final_obs = np.full(self.num_envs, None, dtype=object)
+        for i in np.nonzero(done)[0]:
+            final_obs[i] = self._final_obs[i].copy()
+        fa = self._final_acct
+        final_info = {"equity": fa[:, Account.EQUITY].copy(), "_equity": done}
+        if self._info_level == "full":
+            final_info.update(
+                cash=fa[:, Account.CASH].copy(), _cash=done,
+                position=self._final_position.copy(), _position=done,
+                drawdown=fa[:, Account.DRAWDOWN].copy(), _drawdown=done,
+                bar=self._final_clock[:, Clock.BAR].copy(), _bar=done,
+                cost=fa[:, Account.COST].copy(), _cost=done,
+            )
+        info.update(final_obs=final_obs, _final_obs=done, final_info=final_info,
+                    _final_info=done)
+
+    # ------------------------------------------------------------------------------------------
+    def render(self):
+        """A text table of the first envs (ansi returns it, human prints it)."""
+        if self.render_mode is None:
+            return None
+        acct, pos, clock = self.portfolio.acct, self.portfolio.position, self.episode.clock
+        lines = [f"{'env':>4} {'bar':>7} {'equity':>14} {'drawdown':>9}  position"]
+        for i in range(min(self.num_envs, 8)):
+            lines.append(f"{i:>4} {clock[i, Clock.BAR]:>7} {acct[i, Account.EQUITY]:>14.2f} "
+                         f"{acct[i, Account.DRAWDOWN]:>9.4f}  {np.array2string(pos[i], 4)}")
+        if self.num_envs > 8:
+            lines.append(f"... {self.num_envs - 8} more envs")
+        text = "\n".join(lines)
+        if self.render_mode == "human":
+            print(text)
+            return None
+        return text
+
+    def close_extras(self, **kwargs):
+        """Drop references to the shared market arrays; the buffers go with the env."""
+        self._features = None
+
+
+def _reward_weights(components: dict) -> tuple[np.ndarray, tuple]:
+    """Weight vector of the built-in components and the (fn, weight) pairs of custom ones."""
+    weights = np.zeros(N_REWARDS)
+    custom = []
+    for name, w in components.items():
+        entry = registry.get("reward", name)
+        if entry.builtin:
+            weights[entry.value] = w
+        elif w != 0.0:
+            custom.append((entry.value, float(w)))
+    if custom:
+        weights[RewardId.CUSTOM] = 1.0  # the fused custom term already carries its weights
+    return weights, tuple(custom)
+
+
+def _replace(spec, group: str, **changes):
+    import dataclasses
+
+    return dataclasses.replace(spec, **{group: dataclasses.replace(getattr(spec, group),
+                                                                   **changes)})
