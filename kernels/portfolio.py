@@ -11,7 +11,9 @@ from numba import njit
 
 @njit(cache=True, nogil=True)
 def target_weights_nb(action_row, max_leverage, out_row):
-    """Clip each action to [-1, 1], scale by max_leverage, and scale down if gross > max_leverage."""
+    """Clip each action to [-1, 1], scale by max_leverage, and scale down if gross > max_leverage.
+
+    Returns the gross exposure of the targets (<= max_leverage)."""
     gross = 0.0
     for a in range(action_row.shape[0]):
         w = min(1.0, max(-1.0, action_row[a])) * max_leverage
@@ -22,6 +24,7 @@ def target_weights_nb(action_row, max_leverage, out_row):
         k = max_leverage / gross
         for a in range(action_row.shape[0]):
             out_row[a] *= k
+        gross = max_leverage
     return gross
 
 
