@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -189,6 +190,18 @@ class SyntheticDataConfig:
         _at_least(f"{key}.n_bars", self.n_bars, 2)
         _at_least(f"{key}.n_assets", self.n_assets, 1)
         _positive(f"{key}.periods_per_year", self.periods_per_year)
+        for name in ("drift", "volatility", "ar1"):
+            _per_asset(f"{key}.{name}", getattr(self, name), self.n_assets)
+        for v in _as_tuple(self.volatility):
+            _at_least(f"{key}.volatility", v, 0.0)
+        for v in _as_tuple(self.ar1):  # |ar1| >= 1 makes log returns explode
+            _in_range(f"{key}.ar1", v, -1.0, 1.0, closed_lo=False, closed_hi=False)
+        # an equicorrelation matrix is positive semi-definite only for rho >= -1 / (A - 1)
+        lo = -1.0 / (self.n_assets - 1) if self.n_assets > 1 else -1.0
+        _in_range(f"{key}.correlation", self.correlation, lo, 1.0)
+        _positive(f"{key}.init_price", self.init_price)
+        _at_least(f"{key}.base_volume", self.base_volume, 0.0)
+        _at_least(f"{key}.intrabar_vol", self.intrabar_vol, 0.0)
         self.jumps.check(f"{key}.jumps")
         self.regimes.check(f"{key}.regimes")
 
@@ -200,6 +213,8 @@ class DataFrameDataConfig:
     periods_per_year: float = 252.0
 
     def check(self, key: str) -> None:
+        if self.path is not None and not isinstance(self.path, (str, os.PathLike)):
+            raise ConfigError(f"{key}.path: expected a file path or null, got {self.path!r}")
         _positive(f"{key}.periods_per_year", self.periods_per_year)
 
 
@@ -261,20 +276,47 @@ def compose(env: str = "training", overrides: list[str] | tuple[str, ...] = ()) 
     """Compose ``conf/config.yaml`` with ``+env=<env>`` and Hydra ``overrides``."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
+    from hydra.initialize import get_gh_backup, restore_gh_from_backup
 
     modes = available("env")
     if env not in modes:
         raise ConfigError(f"env: unknown mode {env!r}; known modes: {modes}")
-    if isinstance(overrides, str):
-        raise TypeError(f"overrides: expected a list of 'key=value' strings, got the string "
-                        f"{overrides!r}")
+    if not isinstance(overrides, (list, tuple)):
+        raise TypeError(f"overrides: expected a list of 'key=value' strings, got "
+                        f"{type(overrides).__name__} {overrides!r}")
     overrides = [str(o) for o in overrides]
+    # Inside a @hydra.main app GlobalHydra is already initialized; set it aside and restore it.
+    outer = get_gh_backup()
+    GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
             return hydra_compose(config_name="config", overrides=[f"+env={env}", *overrides])
-    except HydraException as exc:
-        raise ConfigError(f"bad override in {overrides}: {exc}") from None
+    except (HydraException, ValueError) as exc:  # Hydra raises bare ValueErrors too (group=null)
+        raise ConfigError(f"bad override in {overrides}: {exc}{_suggest(overrides)}") from None
+    finally:
+        restore_gh_from_backup(outer)
+
+
+def _suggest(overrides: list[str]) -> str:
+    """A did-you-mean for the first override whose key is not a field of its schema."""
+    schemas = {f.name: f.type for f in dataclasses.fields(EnvSpec)}
+    for o in overrides:
+        key = o.split("=", 1)[0].lstrip("+~")
+        parts = key.split(".")
+        if len(parts) != 2 or parts[0] not in schemas:
+            continue
+        hints = typing.get_type_hints(EnvSpec)
+        cls = hints[parts[0]]
+        names = [f.name for f in dataclasses.fields(cls)] if dataclasses.is_dataclass(cls) else []
+        if parts[0] == "data":
+            names = sorted({f.name for c in DATA_SCHEMAS.values() for f in dataclasses.fields(c)})
+        if names and parts[1] not in names:
+            close = difflib.get_close_matches(parts[1], names, n=1)
+            if close:
+                return f"\n  {key}: unknown key; did you mean '{parts[0]}.{close[0]}'?"
+    return ""
 
 
 def load_spec(cfg: DictConfig | dict) -> EnvSpec:
@@ -373,6 +415,22 @@ def _registered(key: str, kind: str, name: str) -> None:
         registry.get(kind, name)
     except ValueError as exc:
         raise ConfigError(f"{key}: {exc}") from None
+
+
+def _as_tuple(v: Any) -> tuple:
+    return v if isinstance(v, tuple) else (v,)
+
+
+def _per_asset(key: str, v: Any, n_assets: int) -> None:
+    """A finite number, or a list of n_assets finite numbers."""
+    values = _as_tuple(v)
+    if isinstance(v, tuple) and len(v) != n_assets:
+        raise ConfigError(f"{key}: expected a number or {n_assets} numbers (one per asset, "
+                          f"data.n_assets={n_assets}), got {list(v)}")
+    for x in values:
+        if isinstance(x, bool) or not isinstance(x, (int, float)):
+            raise ConfigError(f"{key}: expected a number or a list of numbers, got {v!r}")
+        _finite(key, x)
 
 
 def _finite(key: str, v: float) -> None:

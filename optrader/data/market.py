@@ -105,9 +105,10 @@ def validate_bars(bars: np.ndarray, timestamps: np.ndarray, symbols, source: str
     bad = h < lo
     if bad.any():
         raise DataError(f"{source}: high < low at {rows_of(bad)}")
-    bad = (o > h) | (o < lo) | (c > h) | (c < lo)
-    if bad.any():
-        raise DataError(f"{source}: open or close outside [low, high] at {rows_of(bad)}")
+    for name, x in (("open", o), ("close", c)):
+        bad = (x > h) | (x < lo)
+        if bad.any():
+            raise DataError(f"{source}: column {name!r} outside [low, high] at {rows_of(bad)}")
     bad = v < 0.0
     if bad.any():
         raise DataError(f"{source}: column 'volume' must be >= 0, got negative at {rows_of(bad)}")
@@ -133,12 +134,18 @@ def from_dataframe(df: pd.DataFrame, periods_per_year: float = 252.0,
     if len(df) == 0:
         raise DataError(f"{source}: no rows")
     df = df.rename(columns={c: str(c).lower() for c in df.columns})
+    dup = sorted(set(df.columns[df.columns.duplicated()]))
+    if dup:
+        raise DataError(f"{source}: columns {dup} appear more than once (names are "
+                        f"case-insensitive)")
     for cand in ("timestamp", "datetime", "date", "time"):
         if cand in df.columns and not isinstance(df.index, pd.DatetimeIndex):
             df = df.set_index(cand)
             break
     if not isinstance(df.index, pd.DatetimeIndex):
         try:
+            if df.index.dtype.kind in "iufcb":  # a RangeIndex would become 1970-01-01 + n ns
+                raise TypeError
             df.index = pd.DatetimeIndex(df.index)
         except (TypeError, ValueError):
             raise DataError(f"{source}: expected a DatetimeIndex or a 'timestamp' column, got an "
@@ -147,10 +154,13 @@ def from_dataframe(df: pd.DataFrame, periods_per_year: float = 252.0,
     if missing:
         raise DataError(f"{source}: missing columns {missing}; expected {list(OHLCV)} "
                         f"(case-insensitive), got {list(df.columns)}")
+    if df.index.hasnans:
+        rows = np.nonzero(df.index.isna())[0][:5]
+        raise DataError(f"{source}: missing (NaT) timestamps at rows {rows.tolist()}")
     idx = df.index.tz_convert("UTC") if df.index.tz is not None else df.index
     ts_all = idx.as_unit("ns").asi8
     if "symbol" not in df.columns:
-        cols = [df[c].to_numpy(dtype=np.float64) for c in OHLCV]
+        cols = [_numeric(df, c, source) for c in OHLCV]
         return from_arrays(*cols, timestamps=ts_all, symbols=("asset0",),
                            periods_per_year=periods_per_year, source=source)
 
@@ -176,13 +186,25 @@ def from_dataframe(df: pd.DataFrame, periods_per_year: float = 252.0,
     if common.size == 0:
         raise DataError(f"{source}: symbols {list(symbols)} share no timestamps")
     arrays = [np.empty((common.size, len(symbols))) for _ in OHLCV]
+    columns = [_numeric(df, c, source) for c in OHLCV]
     for a, s in enumerate(symbols):
         ts, rows = per_symbol[s]
         keep = rows[np.isin(ts, common, assume_unique=True)]
-        for k, c in enumerate(OHLCV):
-            arrays[k][:, a] = df[c].to_numpy(dtype=np.float64)[keep]
+        for k in range(len(OHLCV)):
+            arrays[k][:, a] = columns[k][keep]
     return from_arrays(*arrays, timestamps=common, symbols=symbols,
                        periods_per_year=periods_per_year, source=source)
+
+
+def _numeric(df: pd.DataFrame, name: str, source: str) -> np.ndarray:
+    """Column ``name`` as float64, or a DataError naming the column and the first bad rows."""
+    try:
+        return df[name].to_numpy(dtype=np.float64)
+    except (TypeError, ValueError):
+        bad = pd.to_numeric(df[name], errors="coerce").isna() & df[name].notna()
+        rows = np.nonzero(bad.to_numpy())[0][:5]
+        raise DataError(f"{source}: column {name!r} is not numeric (dtype {df[name].dtype}); "
+                        f"bad values at rows {rows.tolist()}") from None
 
 
 def from_path(path, periods_per_year: float = 252.0) -> MarketData:

@@ -91,7 +91,7 @@ class TradingVectorEnv(VectorEnv):
             raise ValueError("autoreset_mode: DISABLED is not supported; use NEXT_STEP or "
                              "SAME_STEP")
         if cfg is None:
-            cfg = compose(env=env, overrides=list(overrides))
+            cfg = compose(env=env, overrides=overrides)
         elif overrides:
             raise ConfigError("overrides: pass them to optrader.compose(...) when giving cfg")
         self.cfg = cfg
@@ -184,11 +184,6 @@ class TradingVectorEnv(VectorEnv):
     # ------------------------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         """Reset all envs, or those in ``options["reset_mask"]`` (bool (n,)); returns (obs, info)."""
-        super().reset(seed=seed)
-        if seed is not None or not self._rng_seeded:
-            self.episode.rng[:] = self.np_random.integers(
-                0, np.iinfo(np.uint64).max, size=self.num_envs, dtype=np.uint64, endpoint=True)
-            self._rng_seeded = True
         mask = self._all_true
         options = options or {}
         unknown = set(options) - {"reset_mask"}
@@ -202,6 +197,12 @@ class TradingVectorEnv(VectorEnv):
                                  f" got {mask.dtype} {mask.shape}")
             if not self._reset_done and not mask.all():
                 raise ValueError("reset_mask: the first reset must reset every env")
+        # options are checked first so a rejected reset changes nothing, not even the seeds
+        super().reset(seed=seed)
+        if seed is not None or not self._rng_seeded:
+            self.episode.rng[:] = self.np_random.integers(
+                0, np.iinfo(np.uint64).max, size=self.num_envs, dtype=np.uint64, endpoint=True)
+            self._rng_seeded = True
         p, e, s = self.portfolio, self.episode, self._scalars
         # the kernel gets a private writable copy so one compiled signature serves every call
         kmask = self._kernel_mask
