@@ -62,9 +62,9 @@ def compute_features_nb(bars, feature_ids, halflife, clip, out):
 
 
 @njit(cache=True, nogil=True)
-def write_observation_nb(features, t, window, position_row, avg_px_row, close_row, acct_row,
-                         time_left, portfolio, clip, out_row):
-    """Write env's observation at bar t into out_row (float32); see the module docstring.
+def write_observation_nb(features, t, window, i, position, avg_px, bars, acct, time_left,
+                         portfolio, clip, out):
+    """Write env i's observation at bar t into out[i] (float32); see the module docstring.
 
     Portfolio features are clipped to [-clip, clip] like the market features (they only leave
     that range near bankruptcy), so the observation space is bounded."""
@@ -74,17 +74,18 @@ def write_observation_nb(features, t, window, position_row, avg_px_row, close_ro
     for s in range(t - window + 1, t + 1):
         for a in range(n_assets):
             for j in range(n_feat):
-                out_row[k] = features[s, a, j]
+                out[i, k] = features[s, a, j]
                 k += 1
     if portfolio:
-        equity = acct_row[Account.EQUITY]
+        equity = acct[i, Account.EQUITY]
         inv = 1.0 / equity if equity > 0.0 else 0.0
         unrealized = 0.0
         for a in range(n_assets):
-            out_row[k] = _clip(position_row[a] * close_row[a] * inv, clip)
-            unrealized += position_row[a] * (close_row[a] - avg_px_row[a])
+            close = bars[BarField.CLOSE, t, a]
+            out[i, k] = _clip(position[i, a] * close * inv, clip)
+            unrealized += position[i, a] * (close - avg_px[i, a])
             k += 1
-        out_row[k] = _clip(acct_row[Account.CASH] * inv, clip)
-        out_row[k + 1] = _clip(unrealized * inv, clip)
-        out_row[k + 2] = _clip(acct_row[Account.DRAWDOWN], clip)
-        out_row[k + 3] = time_left
+        out[i, k] = _clip(acct[i, Account.CASH] * inv, clip)
+        out[i, k + 1] = _clip(unrealized * inv, clip)
+        out[i, k + 2] = _clip(acct[i, Account.DRAWDOWN], clip)
+        out[i, k + 3] = time_left

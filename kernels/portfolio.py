@@ -1,8 +1,9 @@
 """Portfolio kernels: action -> target weights, position bookkeeping, mark to market.
 
 Units: prices and cash in currency (float64), positions in units of the asset (float64, signed,
-short < 0), weights as signed fractions of equity. All functions work on one env's row so the
-fused step can call them inside its ``prange`` loop without allocating.
+short < 0), weights as signed fractions of equity. Functions take whole arrays plus a row index
+rather than row views: a view costs an atomic reference-count update on the parent array, and
+threads of the ``prange`` loop contending for it made the threaded step slower than the serial.
 """
 
 import numpy as np
@@ -10,20 +11,20 @@ from numba import njit
 
 
 @njit(cache=True, nogil=True)
-def target_weights_nb(action_row, max_leverage, out_row):
-    """Clip each action to [-1, 1], scale by max_leverage, and scale down if gross > max_leverage.
+def target_weights_nb(action, i, max_leverage, out):
+    """Row i: clip each action to [-1, 1], scale by max_leverage, and scale down if gross > cap.
 
-    Returns the gross exposure of the targets (<= max_leverage)."""
+    Writes out[i]; returns the gross exposure of the targets (<= max_leverage)."""
     gross = 0.0
-    for a in range(action_row.shape[0]):
-        w = min(1.0, max(-1.0, action_row[a])) * max_leverage
-        out_row[a] = w
+    for a in range(action.shape[1]):
+        w = min(1.0, max(-1.0, action[i, a])) * max_leverage
+        out[i, a] = w
         gross += abs(w)
     if gross > max_leverage:
         # proportional scaling keeps the direction of the portfolio and meets the cap exactly
         k = max_leverage / gross
-        for a in range(action_row.shape[0]):
-            out_row[a] *= k
+        for a in range(action.shape[1]):
+            out[i, a] *= k
         gross = max_leverage
     return gross
 
@@ -64,9 +65,9 @@ def apply_fill_nb(position, avg_px_open, qty, fill_px):
 
 
 @njit(cache=True, nogil=True)
-def equity_at_nb(cash, position_row, px_row):
-    """cash + sum(position * price) for one env."""
+def equity_at_nb(cash, position, i, bars, field, t):
+    """cash + sum(position[i] * bars[field, t]) for env i."""
     e = cash
-    for a in range(position_row.shape[0]):
-        e += position_row[a] * px_row[a]
+    for a in range(position.shape[1]):
+        e += position[i, a] * bars[field, t, a]
     return e

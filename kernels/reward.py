@@ -40,7 +40,7 @@ def differential_sharpe_nb(ret, dsr_a, dsr_b, eta):
     var = dsr_b - dsr_a * dsr_a
     d = 0.0
     if var > 1e-12:
-        d = (dsr_b * d_a - 0.5 * dsr_a * d_b) / var**1.5
+        d = (dsr_b * d_a - 0.5 * dsr_a * d_b) / (var * math.sqrt(var))
     return d, dsr_a + eta * d_a, dsr_b + eta * d_b
 
 

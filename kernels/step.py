@@ -28,7 +28,7 @@ import types
 import numpy as np
 from numba import njit, prange
 
-from kernels.enums import Account, BarField, Clock, CostParam, FillPrice, StepStatus
+from kernels.enums import Account, BarField, Clock, CostParam, FillPrice, RewardId, StepStatus
 from kernels.execution import commission_nb, fill_price_nb, should_trade_nb
 from kernels.features import write_observation_nb
 from kernels.portfolio import apply_fill_nb, equity_at_nb, target_units_nb, target_weights_nb
@@ -61,8 +61,8 @@ def reset_env_nb(i, bars, features, acct, position, avg_px, clock, rng, obs,
     clock[i, Clock.START] = t
     clock[i, Clock.STEP] = 0
     clock[i, Clock.NEEDS_RESET] = 0
-    write_observation_nb(features, t, window, position[i], avg_px[i], bars[BarField.CLOSE, t],
-                         acct[i], 1.0, portfolio_obs, clip, obs[i])
+    write_observation_nb(features, t, window, i, position, avg_px, bars, acct, 1.0,
+                         portfolio_obs, clip, obs)
 
 
 def _reset_envs(mask, bars, features, acct, position, avg_px, clock, rng, obs,
@@ -105,8 +105,8 @@ def _step_envs(action, bars, features, acct, position, avg_px, clock, rng, cost_
         equity_prev = acct[i, Account.EQUITY]
         drawdown_prev = acct[i, Account.DRAWDOWN]
 
-        gross = target_weights_nb(action[i], max_leverage, target[i])
-        equity_ref = equity_at_nb(acct[i, Account.CASH], position[i], bars[ref_field, ref_t])
+        gross = target_weights_nb(action, i, max_leverage, target)
+        equity_ref = equity_at_nb(acct[i, Account.CASH], position, i, bars, ref_field, ref_t)
         cash = acct[i, Account.CASH]
         cost = 0.0
         for a in range(n_assets):
@@ -127,7 +127,7 @@ def _step_envs(action, bars, features, acct, position, avg_px, clock, rng, cost_
             acct[i, Account.REALIZED] += realized
 
         # mark to market at close f
-        equity = equity_at_nb(cash, position[i], bars[BarField.CLOSE, f])
+        equity = equity_at_nb(cash, position, i, bars, BarField.CLOSE, f)
         peak = max(acct[i, Account.PEAK], equity)
         drawdown = 1.0 - equity / peak if peak > 0.0 else 1.0
         acct[i, Account.CASH] = cash
@@ -139,11 +139,13 @@ def _step_envs(action, bars, features, acct, position, avg_px, clock, rng, cost_
         clock[i, Clock.BAR] = f
         clock[i, Clock.STEP] = step
 
-        ret = equity / equity_prev - 1.0 if equity_prev > 0.0 else 0.0
-        dsr, dsr_a, dsr_b = differential_sharpe_nb(ret, acct[i, Account.DSR_A],
-                                                   acct[i, Account.DSR_B], dsr_eta)
-        acct[i, Account.DSR_A] = dsr_a
-        acct[i, Account.DSR_B] = dsr_b
+        dsr = 0.0
+        if reward_weights[RewardId.DIFFERENTIAL_SHARPE] != 0.0:
+            ret = equity / equity_prev - 1.0 if equity_prev > 0.0 else 0.0
+            dsr, dsr_a, dsr_b = differential_sharpe_nb(ret, acct[i, Account.DSR_A],
+                                                       acct[i, Account.DSR_B], dsr_eta)
+            acct[i, Account.DSR_A] = dsr_a
+            acct[i, Account.DSR_B] = dsr_b
         custom = custom_reward_nb(equity_prev, equity, cost, drawdown, gross, step)
         reward[i] = reward_scale * composite_reward_nb(
             reward_weights, log_return_nb(equity_prev, equity),
@@ -155,9 +157,8 @@ def _step_envs(action, bars, features, acct, position, avg_px, clock, rng, cost_
         terminated[i] = term
         truncated[i] = trunc
         time_left = 1.0 - step / episode_length
-        write_observation_nb(features, f, window, position[i], avg_px[i],
-                             bars[BarField.CLOSE, f], acct[i], time_left, portfolio_obs, clip,
-                             obs[i])
+        write_observation_nb(features, f, window, i, position, avg_px, bars, acct, time_left,
+                             portfolio_obs, clip, obs)
         if term or trunc:
             n_done += 1
             if same_step:

@@ -60,8 +60,9 @@ def test_costs_never_negative_and_against_trader(qty, px, slip, spread, bps, min
 @settings(max_examples=200, deadline=None)
 @given(action=st.lists(st.floats(-3, 3), min_size=1, max_size=6), lev=st.floats(0.1, 5))
 def test_target_weights_respect_gross_cap(action, lev):
-    out = np.zeros(len(action))
-    gross = target_weights_nb(np.array(action), lev, out)
+    out2 = np.zeros((1, len(action)))
+    gross = target_weights_nb(np.array([action]), 0, lev, out2)
+    out = out2[0]
     assert np.sum(np.abs(out)) <= lev * (1 + 1e-12)
     assert math.isclose(gross, np.sum(np.abs(out)), rel_tol=1e-9, abs_tol=1e-12)
     clipped = np.clip(action, -1, 1) * lev
