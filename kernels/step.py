@@ -45,10 +45,11 @@ custom_reward_nb = zero_reward_nb
 
 
 @njit(cache=True, nogil=True)
-def reset_env_nb(i, bars, features, acct, position, avg_px, clock, rng, obs,
+def reset_env_nb(i, start, bars, features, acct, position, avg_px, clock, rng, obs,
                  first_bar, last_start, window, initial_cash, portfolio_obs, clip):
-    """Start env i's episode at a random bar in [first_bar, last_start] and write its obs."""
-    t = randint_nb(rng, i, first_bar, last_start)
+    """Start env i's episode at bar ``start``, or at a random bar in [first_bar, last_start]
+    when start < 0, and write its obs."""
+    t = start if start >= 0 else randint_nb(rng, i, first_bar, last_start)
     for c in range(acct.shape[1]):
         acct[i, c] = 0.0
     acct[i, Account.CASH] = initial_cash
@@ -65,12 +66,12 @@ def reset_env_nb(i, bars, features, acct, position, avg_px, clock, rng, obs,
                          portfolio_obs, clip, obs)
 
 
-def _reset_envs(mask, bars, features, acct, position, avg_px, clock, rng, obs,
+def _reset_envs(mask, starts, bars, features, acct, position, avg_px, clock, rng, obs,
                 first_bar, last_start, window, initial_cash, portfolio_obs, clip):
-    """Reset every env whose mask is True."""
+    """Reset every env whose mask is True, at starts[i] (or a random bar where it is < 0)."""
     for i in prange(mask.shape[0]):
         if mask[i]:
-            reset_env_nb(i, bars, features, acct, position, avg_px, clock, rng, obs,
+            reset_env_nb(i, starts[i], bars, features, acct, position, avg_px, clock, rng, obs,
                          first_bar, last_start, window, initial_cash, portfolio_obs, clip)
 
 
@@ -90,7 +91,7 @@ def _step_envs(action, bars, features, acct, position, avg_px, clock, rng, cost_
     n_done = 0
     for i in prange(n):
         if clock[i, Clock.NEEDS_RESET] != 0:
-            reset_env_nb(i, bars, features, acct, position, avg_px, clock, rng, obs,
+            reset_env_nb(i, -1, bars, features, acct, position, avg_px, clock, rng, obs,
                          first_bar, last_start, window, initial_cash, portfolio_obs, clip)
             reward[i] = 0.0
             terminated[i] = False
@@ -171,7 +172,7 @@ def _step_envs(action, bars, features, acct, position, avg_px, clock, rng, cost_
                     final_position[i, a] = position[i, a]
                 for k in range(clock.shape[1]):
                     final_clock[i, k] = clock[i, k]
-                reset_env_nb(i, bars, features, acct, position, avg_px, clock, rng, obs,
+                reset_env_nb(i, -1, bars, features, acct, position, avg_px, clock, rng, obs,
                              first_bar, last_start, window, initial_cash, portfolio_obs, clip)
             else:
                 clock[i, Clock.NEEDS_RESET] = 1

@@ -228,9 +228,10 @@ class AgentConfig:
     hidden: int = 32
     sigma: float = 0.05  # perturbation std
     learning_rate: float = 0.03
-    weight_decay: float = 0.0
+    weight_decay: float = 0.0  # L2 pull toward 0, added to the ascent direction
+    optimizer: str = "adam"  # adam | sgd
     num_envs: int = 256  # population (even: antithetic pairs)
-    budget_steps: int = 5_000_000  # env-steps of training
+    budget_steps: int = 300_000_000  # env-steps of training (~100 s on 2 cores, linear policy)
     eval_episodes: int = 64
 
     def check(self, key: str) -> None:
@@ -240,6 +241,7 @@ class AgentConfig:
         _positive(f"{key}.sigma", self.sigma)
         _positive(f"{key}.learning_rate", self.learning_rate)
         _at_least(f"{key}.weight_decay", self.weight_decay, 0.0)
+        _one_of(f"{key}.optimizer", self.optimizer, ("adam", "sgd"))
         _at_least(f"{key}.num_envs", self.num_envs, 2)
         if self.num_envs % 2:
             raise ConfigError(f"{key}.num_envs: expected an even population (antithetic pairs), "

@@ -33,11 +33,13 @@ def synthetic_market(cfg) -> MarketData:
         periods_per_year=cfg.periods_per_year)
     try:
         ts = pd.date_range(cfg.start, periods=cfg.n_bars, freq=cfg.freq, tz="UTC")
-    except (TypeError, ValueError) as exc:
-        raise DataError(f"data.start / data.freq: cannot build timestamps from start="
-                        f"{cfg.start!r}, freq={cfg.freq!r}: {exc}") from None
+        ns = ts.as_unit("ns").asi8
+    except (TypeError, ValueError, OverflowError, pd.errors.OutOfBoundsDatetime) as exc:
+        raise DataError(f"data.start / data.freq / data.n_bars: cannot build {cfg.n_bars} "
+                        f"timestamps from start={cfg.start!r} every {cfg.freq!r} (nanosecond "
+                        f"timestamps end in 2262; use a finer freq or fewer bars): {exc}") from None
     symbols = [f"SYN{a}" for a in range(cfg.n_assets)]
-    return from_arrays(*(bars[c] for c in OHLCV), timestamps=ts.as_unit("ns").asi8,
+    return from_arrays(*(bars[c] for c in OHLCV), timestamps=ns,
                        symbols=symbols, periods_per_year=cfg.periods_per_year,
                        source="synthetic market")
 

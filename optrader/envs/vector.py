@@ -170,6 +170,7 @@ class TradingVectorEnv(VectorEnv):
         self._all_true = np.ones(n, dtype=np.bool_)
         self._all_true.setflags(write=False)
         self._kernel_mask = np.ones(n, dtype=np.bool_)
+        self._random_starts = np.full(n, -1, dtype=np.int64)  # -1: draw the start bar
         self._info_level = spec.env.info
         self._reset_done = False
 
@@ -182,14 +183,35 @@ class TradingVectorEnv(VectorEnv):
                          spec.observation.clip, autoreset_mode == AutoresetMode.SAME_STEP)
 
     # ------------------------------------------------------------------------------------------
+    @property
+    def start_range(self) -> tuple[int, int]:
+        """(first, last) bar an episode may start at, inclusive."""
+        return self._first_bar, self._last_start
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        """Reset all envs, or those in ``options["reset_mask"]`` (bool (n,)); returns (obs, info)."""
+        """Reset all envs, or those in ``options["reset_mask"]`` (bool (n,)); returns (obs, info).
+
+        ``options["start_bars"]`` (int (n,)) starts each reset env at that bar instead of a random
+        one (e.g. antithetic pairs or deterministic evaluation); see ``start_range``.
+        """
         mask = self._all_true
         options = options or {}
-        unknown = set(options) - {"reset_mask"}
+        unknown = set(options) - {"reset_mask", "start_bars"}
         if unknown:
             raise ValueError(f"reset options: unknown keys {sorted(unknown)}; expected "
-                             f"'reset_mask'")
+                             f"'reset_mask' and/or 'start_bars'")
+        starts = self._random_starts
+        if "start_bars" in options:
+            starts = np.asarray(options["start_bars"])
+            if starts.dtype.kind not in "iu" or starts.shape != (self.num_envs,):
+                raise ValueError(f"start_bars: expected an integer array of shape "
+                                 f"({self.num_envs},), got {starts.dtype} {starts.shape}")
+            lo, hi = self.start_range
+            if starts.min() < lo or starts.max() > hi:
+                raise ValueError(f"start_bars: expected bars in [{lo}, {hi}] (room for the window"
+                                 f" before and the episode after), got values in "
+                                 f"[{starts.min()}, {starts.max()}]")
+            starts = starts.astype(np.int64)
         if "reset_mask" in options:
             mask = np.asarray(options["reset_mask"])
             if mask.dtype != np.bool_ or mask.shape != (self.num_envs,):
@@ -207,7 +229,7 @@ class TradingVectorEnv(VectorEnv):
         # the kernel gets a private writable copy so one compiled signature serves every call
         kmask = self._kernel_mask
         np.copyto(kmask, mask)
-        self._reset_kernel(kmask, self.market.bars, self._features, p.acct, p.position,
+        self._reset_kernel(kmask, starts, self.market.bars, self._features, p.acct, p.position,
                            p.avg_px_open, e.clock, e.rng, self._obs, s[0], s[1], s[4],
                            s[6], s[12], s[13])
         self._rewards[mask] = 0.0

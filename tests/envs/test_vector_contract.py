@@ -66,7 +66,7 @@ def test_next_step_autoreset_sequence():
     env = make_env(3, ["env.episode_length=5"])
     env.reset(seed=0)
     a = np.zeros(env.action_space.shape, dtype=np.float32)
-    for k in range(5):
+    for _ in range(5):
         obs, r, te, tr, info = env.step(a)
     assert tr.all() and not te.any()
     final_bar = info["bar"].copy()
@@ -145,7 +145,10 @@ def test_max_episode_steps_and_render(frame):
         *_, tr, _ = envs.step(envs.action_space.sample())
     assert tr.all()
     text = envs.render()
-    assert "equity" in text and "100" in text
+    lines = text.splitlines()
+    assert "equity" in lines[0] and len(lines) == 3  # a header and one row per env
+    for i, row in enumerate(lines[1:]):
+        assert float(row.split()[2]) == pytest.approx(envs.unwrapped.portfolio.acct[i, 1])
 
 
 def test_python_api_matches_gymnasium(frame):
@@ -168,3 +171,16 @@ def test_copy_false_returns_reused_buffers(frame):
     c1, _ = env_c.reset(seed=0)
     c2, *_ = env_c.step(np.zeros(env_c.action_space.shape, dtype=np.float32))
     assert c1 is not c2
+
+
+def test_start_bars_option():
+    env = make_env(4)
+    lo, hi = env.start_range
+    starts = np.array([lo, hi, lo + 3, lo + 3])
+    obs, info = env.reset(seed=0, options={"start_bars": starts})
+    np.testing.assert_array_equal(info["bar"], starts)
+    np.testing.assert_array_equal(obs[2], obs[3])
+    with pytest.raises(ValueError, match=r"start_bars: expected bars in \["):
+        env.reset(options={"start_bars": np.array([lo - 1, lo, lo, lo])})
+    with pytest.raises(ValueError, match="start_bars: expected an integer array"):
+        env.reset(options={"start_bars": np.zeros(4)})

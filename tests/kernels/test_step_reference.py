@@ -80,7 +80,7 @@ def run_kernel_and_reference(seed, n_envs, n_assets, n_steps, fill_mode, lot_siz
     first_bar, last_bar = window - 1, n_bars - 1
     last_start = last_bar - episode_length
     initial_cash = 10_000.0
-    reset_envs_nb(np.ones(n_envs, dtype=np.bool_), bars, features, acct, position, avg_px,
+    reset_envs_nb(np.ones(n_envs, dtype=np.bool_), np.full(n_envs, -1), bars, features, acct, position, avg_px,
                   clock, rng_state, obs, first_bar, last_start, window, initial_cash, True, 10.0)
     refs = []
     lists = as_lists(bars)

@@ -1,0 +1,233 @@
+"""Train an evolution-strategies policy: ``python -m optrader.train +env=training``.
+
+Reads top to bottom: build the env (one env per population member), then generations of
+ask -> one paired episode per env -> tell, until ``agent.budget_steps`` env-steps are used (the
+last generation may overshoot by less than one generation); then evaluate the trained policy,
+random actions and buy-and-hold on the same held-out episode starts.
+
+Outputs in the Hydra run dir: ``config.yaml`` (the resolved config), ``policy.npz`` (see
+``optrader.agents.es.save_checkpoint``), ``metrics.json`` and Hydra's ``train.log``.
+
+Episode seeds: training resets draw seeds in [0, EVAL_SEED_BASE) from the agent's generator;
+evaluation uses EVAL_SEED_BASE + seed (+ round), so evaluation episodes never reuse a training
+reset seed. They still start on the bars training saw (the env has no train/test split of bars),
+and a long run can overfit that one path; with the synthetic source the same evaluation also runs
+on a fresh path (``data.seed + HELD_OUT_DATA_SEED_OFFSET``), reported as
+``eval_held_out_market``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from optrader.agents.es import (
+    EvolutionStrategy,
+    Policy,
+    episode_returns,
+    evaluate,
+    evaluate_baselines,
+    policy_actor,
+    save_checkpoint,
+)
+from optrader.config import available, config_dir, load_spec
+
+log = logging.getLogger(__name__)
+
+EVAL_SEED_BASE = 2**30
+HELD_OUT_DATA_SEED_OFFSET = 1  # synthetic source: also evaluate on the path data.seed + this
+# The serial kernel: on this 2-core box the threaded one stalls for milliseconds per step as soon
+# as another process holds a core, and the numpy policy forward runs between steps anyway.
+ENV_PARALLEL = False
+
+
+def train(cfg: DictConfig, data=None, progress: bool = True,
+          out_dir: str | Path | None = None) -> dict[str, Any]:
+    """Train with the composed config ``cfg`` (``optrader.compose``) and evaluate.
+
+    Args:
+        cfg: composed config with an ``env`` mode; ``agent`` holds the ES settings.
+        data: market data for ``optrader.make_vec`` (None: the configured source).
+        progress: show a rich progress bar (only on a terminal; otherwise log every ~10%).
+        out_dir: if given, write config.yaml, policy.npz and metrics.json there.
+
+    Returns:
+        The metrics written to metrics.json, plus ``params`` (float64 (n_params,), the trained
+        theta) and ``policy`` (its ``Policy``).
+    """
+    import optrader
+
+    t_start = time.perf_counter()
+    num_envs = load_spec(cfg).agent.num_envs  # validated before anything is built
+    # rollouts read only rewards and flags: skip the per-step info copies (env.info does not
+    # change the dynamics; config.yaml keeps the user's value)
+    run_cfg = OmegaConf.merge(cfg, {"env": {"info": "none"}})
+    env = optrader.make_vec(run_cfg, num_envs=num_envs, data=data, copy=False,
+                            parallel=ENV_PARALLEL)
+    spec, agent = env.config, env.config.agent
+    policy = Policy.for_env(env)
+    es = EvolutionStrategy.from_config(policy, agent, seed=spec.seed)
+    log.info("ES %s policy, %d params, population %d, budget %d env-steps",
+             policy.kind, policy.n_params, agent.num_envs, agent.budget_steps)
+
+    history: list[dict[str, Any]] = []
+    used = 0
+    t_train = time.perf_counter()
+    with _Progress(agent.budget_steps, progress) as bar:
+        while used < agent.budget_steps:
+            population = es.ask()
+            reset_seed = int(es.rng.integers(EVAL_SEED_BASE))
+            fitness, steps = episode_returns(env, policy_actor(env, policy, population),
+                                             reset_seed, paired=True)
+            stats = es.tell(fitness)
+            used += steps
+            elapsed = time.perf_counter() - t_train
+            history.append({"generation": es.generation, "env_steps": used,
+                            "seconds": round(elapsed, 4),
+                            **{k: round(v, 6) for k, v in stats.items()}})
+            bar.update(used, used / elapsed, stats["mean_return"])
+    train_seconds = time.perf_counter() - t_train
+
+    eval_seed = EVAL_SEED_BASE + spec.seed
+    results = _evaluate_all(env, es.theta, policy, agent.eval_episodes, eval_seed)
+    held_out = None
+    if data is None and spec.data.source == "synthetic":
+        # the same process on a path training never saw: the check for overfitting the bars
+        held_out_seed = spec.data.seed + HELD_OUT_DATA_SEED_OFFSET
+        env_out = optrader.make_vec(OmegaConf.merge(run_cfg, {"data": {"seed": held_out_seed}}),
+                                    num_envs=num_envs, copy=False, parallel=ENV_PARALLEL)
+        held_out = {"data_seed": held_out_seed, **_summaries(
+            _evaluate_all(env_out, es.theta, policy, agent.eval_episodes, eval_seed))}
+        env_out.close()
+    metrics = {
+        "env_steps": used,
+        "generations": es.generation,
+        "wall_seconds": round(time.perf_counter() - t_start, 3),
+        "train_seconds": round(train_seconds, 3),
+        "env_steps_per_second": round(used / train_seconds, 1),
+        "final_mean_return": history[-1]["mean_return"],
+        "policy": {"kind": policy.kind, "obs_dim": policy.obs_dim, "act_dim": policy.act_dim,
+                   "hidden": policy.hidden, "n_params": policy.n_params},
+        "eval": {"episodes": agent.eval_episodes, "seed": eval_seed, **_summaries(results)},
+        "eval_held_out_market": held_out,
+        "history": history,
+    }
+    log.info("%d env-steps in %.1f s (%.0f env-steps/s); eval mean return: %s", used,
+             train_seconds, used / train_seconds,
+             ", ".join(f"{k} {v.mean():+.4f}" for k, v in results.items()))
+    if held_out is not None:
+        log.info("held-out market (data.seed=%d) eval mean return: %s", held_out["data_seed"],
+                 ", ".join(f"{k} {held_out[k]['mean']:+.4f}" for k in results))
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        save_checkpoint(out / "policy.npz", es.theta, policy, env.observation_names)
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        log.info("wrote config.yaml, policy.npz, metrics.json to %s", out)
+    env.close()
+    return {**metrics, "params": es.theta.copy(), "policy": policy}
+
+
+def _evaluate_all(env, params, policy, episodes: int, seed: int) -> dict[str, np.ndarray]:
+    """Episode returns of the trained policy and the baselines, on the same episode starts."""
+    return {"trained": evaluate(env, params, episodes, seed, policy),
+            **evaluate_baselines(env, episodes, seed)}
+
+
+def _summaries(results: dict[str, np.ndarray]) -> dict[str, Any]:
+    return {name: {"mean": float(r.mean()), "std": float(r.std()),
+                   "returns": [round(float(x), 6) for x in r]} for name, r in results.items()}
+
+
+class _Progress:
+    """A rich bar of env-steps with env-steps/s and the mean return; plain log lines when
+    disabled or not on a terminal (CI)."""
+
+    def __init__(self, total: int, enabled: bool):
+        from rich.console import Console
+
+        self.total = total
+        self.console = Console(stderr=True)
+        self.live = enabled and self.console.is_terminal
+        self._next_log = 0.1
+        if self.live:
+            from rich.progress import (
+                BarColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.progress = Progress(
+                TextColumn("[bold]ES"), BarColumn(bar_width=24),
+                TextColumn("{task.fields[steps]} env-steps"),
+                TextColumn("{task.fields[sps]:.2f}M/s"),
+                TextColumn("return {task.fields[ret]:+.4f}"),
+                TimeElapsedColumn(), TimeRemainingColumn(), console=self.console,
+                refresh_per_second=4)
+            self.task = self.progress.add_task("train", total=total, steps=_millions(0, total),
+                                               sps=0.0, ret=0.0)
+
+    def __enter__(self):
+        if self.live:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.live:
+            self.progress.stop()
+        return False
+
+    def update(self, steps: int, sps: float, mean_return: float) -> None:
+        if self.live:
+            self.progress.update(self.task, completed=min(steps, self.total),
+                                 steps=_millions(steps, self.total), sps=sps / 1e6,
+                                 ret=mean_return)
+        elif steps >= self._next_log * self.total:
+            log.info("%d/%d env-steps, %.0f env-steps/s, mean return %+.4f",
+                     steps, self.total, sps, mean_return)
+            self._next_log = min(1.0, steps / self.total + 0.1)
+
+
+def _millions(steps: int, total: int) -> str:
+    return f"{steps / 1e6:.1f}M/{total / 1e6:.1f}M"
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+
+@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
+def main(cfg: DictConfig) -> None:
+    if "env" not in cfg:
+        print(f"optrader.train: choose a mode with +env=training (known: "
+              f"{', '.join(available('env'))})", file=sys.stderr)
+        sys.exit(2)
+    from hydra.core.hydra_config import HydraConfig
+
+    out_dir = HydraConfig.get().runtime.output_dir
+    metrics = train(cfg, progress=True, out_dir=out_dir)
+    names = ("trained", "random", "buy_and_hold")
+    lines = [f"optrader.train: {metrics['env_steps']} env-steps in "
+             f"{metrics['train_seconds']:.1f} s ({metrics['env_steps_per_second']:,.0f}/s); "
+             f"outputs in {out_dir}"]
+    for title, ev in (("held-out seeds", metrics["eval"]),
+                      ("held-out market", metrics["eval_held_out_market"])):
+        if ev is not None:
+            lines.append(f"  mean return, {title}: " +
+                         ", ".join(f"{k} {ev[k]['mean']:+.4f}" for k in names))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
