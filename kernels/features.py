@@ -4,8 +4,8 @@
 ``enums.BarField``). Every value at bar t uses bars <= t only: EWMAs start from a bias-corrected
 zero (as in Adam) instead of whole-series statistics, so no feature leaks the future.
 
-``write_observation_nb`` writes one env's row: the window of W bars ending at bar t, oldest
-first, laid out (W, A, F) in C order, then, if enabled, the portfolio features: weight of each
+``write_observation_nb`` writes one env's row from the flat (T * A * F,) view of the features:
+the window of W bars ending at bar t, oldest first, laid out (W, A, F) in C order, then, if enabled, the portfolio features: weight of each
 asset (A), cash weight, unrealised P&L / equity, drawdown, fraction of the episode left.
 """
 
@@ -18,12 +18,12 @@ from kernels.enums import Account, BarField, FeatureId
 N_PORTFOLIO_EXTRA = 4  # cash weight, unrealised P&L, drawdown, time left (plus A weights)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _clip(x, c):
     return min(c, max(-c, x))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def compute_features_nb(bars, feature_ids, halflife, clip, out):
     """Fill out (T, A, F) with the EWMA-normalised features named by feature_ids (F,)."""
     n_bars = bars.shape[1]
@@ -61,21 +61,24 @@ def compute_features_nb(bars, feature_ids, halflife, clip, out):
                 out[t, a, j] = min(clip, max(-clip, x))
 
 
-@njit(cache=True, nogil=True)
-def write_observation_nb(features, t, window, i, position, avg_px, bars, acct, time_left,
-                         portfolio, clip, out):
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def write_observation_nb(features, row_size, t, window, i, position, avg_px, bars, acct,
+                         time_left, portfolio, clip, out):
     """Write env i's observation at bar t into out[i] (float32); see the module docstring.
+
+    ``features`` is the flat (T * A * F,) array and ``row_size`` = A * F.
 
     Portfolio features are clipped to [-clip, clip] like the market features (they only leave
     that range near bankruptcy), so the observation space is bounded."""
-    n_assets = features.shape[1]
-    n_feat = features.shape[2]
-    k = 0
-    for s in range(t - window + 1, t + 1):
-        for a in range(n_assets):
-            for j in range(n_feat):
-                out[i, k] = features[s, a, j]
-                k += 1
+    n_assets = position.shape[1]
+    # bars t-W+1..t are one contiguous run of the flat (T, A, F) array: a plain copy loop is
+    # ~4x faster in Numba than the nested 3-D indexing it replaces. row_size = A * F is passed
+    # in because an integer division per env costs as much as the whole copy.
+    run = row_size * window
+    base = (t - window + 1) * row_size
+    for k in range(run):
+        out[i, k] = features[base + k]
+    k = run
     if portfolio:
         equity = acct[i, Account.EQUITY]
         inv = 1.0 / equity if equity > 0.0 else 0.0

@@ -10,7 +10,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def target_weights_nb(action, i, max_leverage, out):
     """Row i: clip each action to [-1, 1], scale by max_leverage, and scale down if gross > cap.
 
@@ -29,7 +29,7 @@ def target_weights_nb(action, i, max_leverage, out):
     return gross
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def target_units_nb(weight, equity_at_ref, ref_px, lot_size):
     """Units that hold ``weight`` of ``equity_at_ref`` at ``ref_px``, rounded toward zero to lots."""
     if equity_at_ref <= 0.0:
@@ -41,7 +41,7 @@ def target_units_nb(weight, equity_at_ref, ref_px, lot_size):
     return units
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def apply_fill_nb(position, avg_px_open, qty, fill_px):
     """New (position, avg_px_open, realized_pnl) after filling ``qty`` units at ``fill_px``.
 
@@ -64,7 +64,7 @@ def apply_fill_nb(position, avg_px_open, qty, fill_px):
     return new_pos, new_avg, realized
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def equity_at_nb(cash, position, i, bars, field, t):
     """cash + sum(position[i] * bars[field, t]) for env i."""
     e = cash

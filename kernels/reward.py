@@ -14,7 +14,7 @@ from numba import njit
 from kernels.enums import RewardId
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def log_return_nb(equity_prev, equity):
     """log(E_t / E_{t-1}); a wipe-out is floored at log(1e-12) instead of -inf."""
     if equity_prev <= 0.0:
@@ -22,13 +22,13 @@ def log_return_nb(equity_prev, equity):
     return math.log(max(equity / equity_prev, 1e-12))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def pnl_nb(equity_prev, equity, initial_cash):
     """Step P&L as a fraction of initial cash."""
     return (equity - equity_prev) / initial_cash
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def differential_sharpe_nb(ret, dsr_a, dsr_b, eta):
     """(D_t, A_t, B_t) of Moody & Saffell's differential Sharpe ratio for simple return ``ret``.
 
@@ -44,13 +44,13 @@ def differential_sharpe_nb(ret, dsr_a, dsr_b, eta):
     return d, dsr_a + eta * d_a, dsr_b + eta * d_b
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def zero_reward_nb(equity_prev, equity, cost, drawdown, gross_exposure, step):
     """The custom-reward slot when no custom reward is selected."""
     return 0.0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def composite_reward_nb(weights, log_ret, pnl, dsr, drawdown_prev, drawdown, cost, equity_prev, custom):
     """Weighted sum of the built-in components plus the (already weighted) custom term."""
     r = 0.0

@@ -14,7 +14,7 @@ _S27 = np.uint64(27)
 _S31 = np.uint64(31)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def next_u64_nb(state, i):
     """Advance env i's splitmix64 state and return the next uint64."""
     # all operands are uint64 so Numba keeps integer arithmetic (mixing with int64 gives float64)
@@ -26,7 +26,7 @@ def next_u64_nb(state, i):
     return z ^ (z >> _S31)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def randint_nb(state, i, lo, hi):
     """Uniform integer in [lo, hi] (inclusive) for env i; modulo bias is < 2**-40 for spans < 2**24."""
     span = np.uint64(hi - lo + 1)

@@ -2,9 +2,11 @@
 
 Shapes (n envs, A assets, T bars, F features, D observation size):
   action float (n, A) raw actions in [-1, 1] (discrete actions are mapped to levels first);
-  bars float64 (5, T, A) open/high/low/close/volume; features float32 (T, A, F);
-  acct float64 (n, N_ACCOUNT); position, avg_px float64 (n, A) units and currency;
-  clock int64 (n, N_CLOCK); rng uint64 (n,); cost_params float64 (n, N_COST_PARAM);
+  bars float64 (5, T, A) open/high/low/close/volume; features float32 (T * A * F,), the C-order
+  flattening of (T, A, F), so a window is one contiguous run;
+  acct float64 (n, N_ACCOUNT), env-major so one env's book is one cache line (enums.Account);
+  position, avg_px float64 (n, A) units and currency; clock int64 (n, N_CLOCK);
+  rng uint64 (n,); cost_params float64 (n, N_COST_PARAM);
   reward_weights float64 (N_REWARDS,); target float64 (n, A) scratch for target weights;
   obs, final_obs float32 (n, D); reward float64 (n,); terminated, truncated bool (n,);
   final_acct, final_position, final_clock: the done envs' state before a same-step reset.
@@ -44,7 +46,7 @@ from kernels.rng import randint_nb
 custom_reward_nb = zero_reward_nb
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def reset_env_nb(i, start, bars, features, acct, position, avg_px, clock, rng, obs,
                  first_bar, last_start, window, initial_cash, portfolio_obs, clip):
     """Start env i's episode at bar ``start``, or at a random bar in [first_bar, last_start]
@@ -62,8 +64,8 @@ def reset_env_nb(i, start, bars, features, acct, position, avg_px, clock, rng, o
     clock[i, Clock.START] = t
     clock[i, Clock.STEP] = 0
     clock[i, Clock.NEEDS_RESET] = 0
-    write_observation_nb(features, t, window, i, position, avg_px, bars, acct, 1.0,
-                         portfolio_obs, clip, obs)
+    write_observation_nb(features, features.shape[0] // bars.shape[1], t, window, i, position,
+                         avg_px, bars, acct, 1.0, portfolio_obs, clip, obs)
 
 
 def _reset_envs(mask, starts, bars, features, acct, position, avg_px, clock, rng, obs,
@@ -77,12 +79,14 @@ def _reset_envs(mask, starts, bars, features, acct, position, avg_px, clock, rng
 
 def _step_envs(action, bars, features, acct, position, avg_px, clock, rng, cost_params,
                reward_weights, target, obs, reward, terminated, truncated, final_obs,
-               final_acct, final_position, final_clock, first_bar, last_start, last_bar, episode_length, window, max_leverage,
+               final_acct, final_position, final_clock, first_bar, last_start, last_bar,
+               episode_length, window, max_leverage,
                initial_cash, bankrupt_fraction, lot_size, fill_mode, dsr_eta, reward_scale,
                portfolio_obs, clip, same_step):
     """Advance every env one bar; return the number of done envs, or -1 (BAD_ACTION) on NaN/inf."""
     n = action.shape[0]
     n_assets = action.shape[1]
+    row_size = features.shape[0] // bars.shape[1]  # A * F floats per bar in the flat features
     # validate before touching any state, so a bad action leaves the batch exactly as it was
     for i in range(n):
         for a in range(n_assets):
@@ -158,8 +162,8 @@ def _step_envs(action, bars, features, acct, position, avg_px, clock, rng, cost_
         terminated[i] = term
         truncated[i] = trunc
         time_left = 1.0 - step / episode_length
-        write_observation_nb(features, f, window, i, position, avg_px, bars, acct, time_left,
-                             portfolio_obs, clip, obs)
+        write_observation_nb(features, row_size, f, window, i, position, avg_px, bars, acct,
+                             time_left, portfolio_obs, clip, obs)
         if term or trunc:
             n_done += 1
             if same_step:
@@ -186,7 +190,7 @@ def _compile(py_func, name, parallel, cache=True, globals_=None):
                            py_func.__defaults__, py_func.__closure__)
     f.__qualname__ = name
     f.__doc__ = py_func.__doc__
-    return njit(cache=cache, nogil=True, parallel=parallel)(f)
+    return njit(cache=cache, nogil=True, parallel=parallel, error_model="numpy")(f)
 
 
 step_envs_nb = _compile(_step_envs, "step_envs_nb", parallel=False)
