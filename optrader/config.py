@@ -14,7 +14,6 @@ import os
 import types
 import typing
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +27,14 @@ class ConfigError(ValueError):
 
 
 def config_dir() -> Path:
-    """Directory of the YAML config groups: the repo's ``conf/`` or the installed ``optrader.conf``."""
+    """Directory of the YAML config groups: the repo's ``conf/`` (source tree or editable
+    install) or ``optrader/conf`` inside an installed wheel (pyproject maps one to the other)."""
     here = Path(__file__).resolve().parent
-    source_tree = here.parent / "conf"
-    if (source_tree / "config.yaml").is_file():
-        return source_tree
-    installed = Path(str(resources.files("optrader.conf")))
-    if (installed / "config.yaml").is_file():
-        return installed
-    raise FileNotFoundError(f"optrader configs not found in {source_tree} nor {installed}")
+    for candidate in (here.parent / "conf", here / "conf"):
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    raise FileNotFoundError(f"optrader configs not found in {here.parent / 'conf'} nor "
+                            f"{here / 'conf'}; reinstall the package")
 
 
 def available(group: str) -> list[str]:

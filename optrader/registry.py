@@ -129,7 +129,3 @@ def register_reward(name: str, fn: Any, *, overwrite: bool = False) -> Entry:
     if value != value:
         raise ValueError(f"reward {name!r} returned NaN on a probe call")
     return registry.register("reward", name, fn, fn.__doc__ or "", overwrite=overwrite)
-
-
-if __name__ == "__main__":  # python -m optrader.registry
-    print(registry.describe())
