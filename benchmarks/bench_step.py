@@ -4,7 +4,6 @@ at 65,536 envs, and make_vec + first step in a fresh process with a warm Numba c
 
 import subprocess
 import sys
-import time
 
 import gymnasium as gym
 import numpy as np
@@ -15,67 +14,12 @@ import optrader
 from tests.reference import ReferenceEnv
 
 STEPS_PER_ROUND = 50
+PYTHON_STEPS_PER_S: list = []  # filled by the plain-Python benchmark, which runs first
 
 
 @pytest.fixture(scope="module")
 def cfg():
     return optrader.compose("training")
-
-
-@pytest.mark.parametrize("num_envs", [1, 64, 1024, 4096, 65536])
-def test_batched_step(benchmark, cfg, num_envs):
-    rss0 = psutil.Process().memory_info().rss
-    env = optrader.make_vec(cfg, num_envs=num_envs)
-    env.reset(seed=0)
-    actions = env.action_space.sample().astype(np.float32)
-    env.step(actions)  # compile / warm
-
-    def run():
-        for _ in range(STEPS_PER_ROUND):
-            env.step(actions)
-
-    benchmark.pedantic(run, rounds=10 if num_envs >= 4096 else 30, warmup_rounds=1)
-    per_step = benchmark.stats.stats.mean / STEPS_PER_ROUND
-    benchmark.extra_info["num_envs"] = num_envs
-    benchmark.extra_info["us_per_batched_step"] = round(per_step * 1e6, 2)
-    benchmark.extra_info["env_steps_per_s"] = round(num_envs / per_step)
-    benchmark.extra_info["rss_mb"] = round(psutil.Process().memory_info().rss / 2**20, 1)
-    benchmark.extra_info["env_rss_delta_mb"] = round(
-        (psutil.Process().memory_info().rss - rss0) / 2**20, 1)
-    env.close()
-
-
-def test_batched_step_no_copy(benchmark, cfg):
-    """4,096 envs returning the internal buffers (copy=False), the fastest configuration."""
-    env = optrader.make_vec(cfg, num_envs=4096, copy=False)
-    env.reset(seed=0)
-    actions = env.action_space.sample().astype(np.float32)
-    env.step(actions)
-
-    def run():
-        for _ in range(STEPS_PER_ROUND):
-            env.step(actions)
-
-    benchmark.pedantic(run, rounds=10, warmup_rounds=1)
-    per_step = benchmark.stats.stats.mean / STEPS_PER_ROUND
-    benchmark.extra_info["us_per_batched_step"] = round(per_step * 1e6, 2)
-    benchmark.extra_info["env_steps_per_s"] = round(4096 / per_step)
-
-
-def test_single_env_step(benchmark):
-    env = gym.make("optrader/Trading-v0").unwrapped
-    env.reset(seed=0)
-    action = env.action_space.sample()
-    env.step(action)
-
-    def run():
-        for _ in range(STEPS_PER_ROUND):
-            env.step(action)
-
-    benchmark.pedantic(run, rounds=30, warmup_rounds=1)
-    per_step = benchmark.stats.stats.mean / STEPS_PER_ROUND
-    benchmark.extra_info["us_per_step"] = round(per_step * 1e6, 2)
-    benchmark.extra_info["env_steps_per_s"] = round(1 / per_step)
 
 
 def test_plain_python_reference_step(benchmark, cfg):
@@ -96,6 +40,51 @@ def test_plain_python_reference_step(benchmark, cfg):
         ref.reset(1000)
         for a in actions:
             ref.step(a)
+
+    benchmark.pedantic(run, rounds=30, warmup_rounds=1)
+    per_step = benchmark.stats.stats.mean / STEPS_PER_ROUND
+    benchmark.extra_info["us_per_step"] = round(per_step * 1e6, 2)
+    benchmark.extra_info["env_steps_per_s"] = round(1 / per_step)
+    PYTHON_STEPS_PER_S.append(1 / per_step)
+
+
+@pytest.mark.parametrize("num_envs,copy", [(1, True), (64, True), (1024, True), (4096, True),
+                                            (65536, True), (4096, False)])
+def test_batched_step(benchmark, cfg, num_envs, copy):
+    """Default config; copy=False returns the reused buffers (the fastest configuration)."""
+    rss0 = psutil.Process().memory_info().rss
+    env = optrader.make_vec(cfg, num_envs=num_envs, copy=copy)
+    env.reset(seed=0)
+    actions = env.action_space.sample().astype(np.float32)
+    env.step(actions)  # compile / warm
+
+    def run():
+        for _ in range(STEPS_PER_ROUND):
+            env.step(actions)
+
+    benchmark.pedantic(run, rounds=10 if num_envs >= 4096 else 30, warmup_rounds=1)
+    per_step = benchmark.stats.stats.mean / STEPS_PER_ROUND
+    info = benchmark.extra_info
+    info["num_envs"] = num_envs
+    info["copy"] = copy
+    info["us_per_batched_step"] = round(per_step * 1e6, 2)
+    info["env_steps_per_s"] = round(num_envs / per_step)
+    if PYTHON_STEPS_PER_S:
+        info["speedup_vs_plain_python"] = round(num_envs / per_step / PYTHON_STEPS_PER_S[0], 1)
+    info["rss_mb"] = round(psutil.Process().memory_info().rss / 2**20, 1)
+    info["env_rss_delta_mb"] = round((psutil.Process().memory_info().rss - rss0) / 2**20, 1)
+    env.close()
+
+
+def test_single_env_step(benchmark):
+    env = gym.make("optrader/Trading-v0").unwrapped
+    env.reset(seed=0)
+    action = env.action_space.sample()
+    env.step(action)
+
+    def run():
+        for _ in range(STEPS_PER_ROUND):
+            env.step(action)
 
     benchmark.pedantic(run, rounds=30, warmup_rounds=1)
     per_step = benchmark.stats.stats.mean / STEPS_PER_ROUND
@@ -126,6 +115,4 @@ def test_make_vec_and_first_step_warm_cache(benchmark):
 
     benchmark.pedantic(run, rounds=3, warmup_rounds=0)
     benchmark.extra_info["seconds_import_make_vec_first_step"] = round(min(inner), 3)
-    t = time.perf_counter()
     benchmark.extra_info["note"] = "mean time includes interpreter start-up"
-    del t
