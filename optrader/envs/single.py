@@ -9,6 +9,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
+from kernels.enums import Account, Clock
 from optrader.envs.vector import TradingVectorEnv
 
 
@@ -31,21 +32,40 @@ class TradingEnv(gym.Env):
         self.config = self._vec.config
         self._discrete = self._vec._discrete
         self._batch_shape = self._vec.action_space.shape
+        self._action_size = int(np.prod(self._batch_shape))
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
-        obs, info = self._vec.reset(seed=seed, options=options)
-        return obs[0].copy(), _unbatch(info)
+        obs, _ = self._vec.reset(seed=seed, options=options)
+        return obs[0].copy(), self._info()
 
     def step(self, action):
         a = np.asarray(action)
         if self._discrete and a.ndim == 0:
             a = a.reshape(1)
-        if a.size != int(np.prod(self._batch_shape)) or a.ndim > 1:
+        if a.ndim > 1 or a.size != self._action_size:
             raise ValueError(f"action: expected shape {self.action_space.shape} "
                              f"({self.action_space}), got {a.shape}")
-        obs, rew, term, trunc, info = self._vec.step(a.reshape(self._batch_shape))
-        return obs[0].copy(), float(rew[0]), bool(term[0]), bool(trunc[0]), _unbatch(info)
+        vec = self._vec
+        if not vec._reset_done:
+            raise RuntimeError("step() called before reset()")
+        vec._run_step_kernel(a.reshape(self._batch_shape))
+        return (vec._obs[0].copy(), float(vec._rewards[0]), bool(vec._terminations[0]),
+                bool(vec._truncations[0]), self._info())
+
+    def _info(self) -> dict:
+        """Unbatched info read straight from the one-env book (cheaper than unbatching)."""
+        level = self._vec._info_level
+        if level == "none":
+            return {}
+        acct = self._vec.portfolio.acct[0]
+        if level == "minimal":
+            return {"equity": float(acct[Account.EQUITY])}
+        return {"equity": float(acct[Account.EQUITY]), "cash": float(acct[Account.CASH]),
+                "position": self._vec.portfolio.position[0].copy(),
+                "drawdown": float(acct[Account.DRAWDOWN]),
+                "bar": int(self._vec.episode.clock[0, Clock.BAR]),
+                "cost": float(acct[Account.COST])}
 
     def render(self):
         return self._vec.render()
@@ -53,8 +73,3 @@ class TradingEnv(gym.Env):
     def close(self):
         self._vec.close()
         super().close()
-
-
-def _unbatch(info: dict) -> dict:
-    return {k: (v[0].copy() if v.ndim > 1 else v[0].item()) for k, v in info.items()
-            if not k.startswith("_")}

@@ -11,6 +11,7 @@ Info keys (``env.info: full``): ``equity``, ``cash``, ``drawdown``, ``cost`` flo
 
 from __future__ import annotations
 
+import sys
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -35,6 +36,7 @@ from optrader.envs import kernel_cache
 from optrader.envs.layout import FEATURE_IDS, observation_names, observation_size, single_spaces
 from optrader.registry import registry
 
+OBS_POOL_SIZE = 4  # observation buffers kept for reuse when copy=True (see _unshared_obs)
 # Below this many envs the serial kernel wins: starting the thread pool costs ~10 microseconds.
 PARALLEL_MIN_ENVS = 256
 
@@ -166,6 +168,7 @@ class TradingVectorEnv(VectorEnv):
         self._targets = np.zeros((n, n_assets))
         self._action_f64 = np.zeros((n, n_assets))
         self._obs = np.zeros((n, obs_size), dtype=np.float32)
+        self._obs_pool = [self._obs]
         self._final_obs = np.zeros((n, obs_size), dtype=np.float32)
         self._final_acct = np.zeros((n, N_ACCOUNT))
         self._final_position = np.zeros((n, n_assets))
@@ -231,6 +234,12 @@ class TradingVectorEnv(VectorEnv):
             self.episode.rng[:] = self.np_random.integers(
                 0, np.iinfo(np.uint64).max, size=self.num_envs, dtype=np.uint64, endpoint=True)
             self._rng_seeded = True
+        if self._copy:
+            previous = self._obs
+            self._obs = self._unshared_obs()
+            if self._obs is not previous:
+                np.copyto(self._obs, previous)  # rows outside reset_mask keep their observation
+            del previous
         p, e, s = self.portfolio, self.episode, self._scalars
         # the kernel gets a private writable copy so one compiled signature serves every call
         kmask = self._kernel_mask
@@ -243,14 +252,27 @@ class TradingVectorEnv(VectorEnv):
         self._terminations[mask] = False
         self._truncations[mask] = False
         self._reset_done = True
-        obs = self._obs.copy() if self._copy else self._obs
-        return obs, self._info(mask)
+        return self._obs, self._info(mask)
 
     def step(self, actions):
         """Advance every env one bar; returns (obs, rewards, terminations, truncations, info)."""
         if not self._reset_done:
             raise RuntimeError("step() called before reset()")
+        n_done = self._run_step_kernel(actions)
+        info = self._info(self._all_true)
+        if n_done and self.autoreset_mode == AutoresetMode.SAME_STEP:
+            self._add_final(info)
+        if not self._copy:
+            return self._obs, self._rewards, self._terminations, self._truncations, info
+        # obs was written into a buffer nobody else holds (see _unshared_obs): no copy needed
+        return (self._obs, self._rewards.copy(), self._terminations.copy(),
+                self._truncations.copy(), info)
+
+    def _run_step_kernel(self, actions: np.ndarray) -> int:
+        """Validate actions, step every env in place; returns the number of done envs."""
         actions = self._checked_actions(actions)
+        if self._copy:
+            self._obs = self._unshared_obs()
         p, e = self.portfolio, self.episode
         n_done = self._step_kernel(
             actions, self.market.bars, self._features_flat, p.acct, p.position, p.avg_px_open,
@@ -261,15 +283,25 @@ class TradingVectorEnv(VectorEnv):
             bad = np.nonzero(~np.isfinite(actions).all(axis=1))[0]
             raise ValueError(f"actions: expected finite values, got NaN or inf for envs "
                              f"{bad[:10].tolist()}; no env was stepped")
-        info = self._info(self._all_true)
-        if n_done and self.autoreset_mode == AutoresetMode.SAME_STEP:
-            self._add_final(info)
-        if not self._copy:
-            return self._obs, self._rewards, self._terminations, self._truncations, info
-        # copying into reused memory beats handing the kernel fresh arrays: a fresh 600 KB
-        # buffer per step pays page faults on every write
-        return (self._obs.copy(), self._rewards.copy(), self._terminations.copy(),
-                self._truncations.copy(), info)
+        return n_done
+
+    def _unshared_obs(self) -> np.ndarray:
+        """An observation buffer that no caller holds, for the kernel to write every row of.
+
+        Copying 600 KB of observations per step cost as much as a third of the kernel, and a
+        freshly allocated buffer pays page faults instead; so buffers come from a small pool and
+        one is reused only when its reference count shows nobody outside this env kept it (or a
+        view of it). Observations a caller keeps are never overwritten.
+        """
+        for buf in self._obs_pool:
+            # references: the pool list, the loop variable, getrefcount's own argument, and
+            # self._obs when it is the current buffer
+            if sys.getrefcount(buf) <= (4 if buf is self._obs else 3):
+                return buf
+        buf = np.empty_like(self._obs)
+        if len(self._obs_pool) < OBS_POOL_SIZE:
+            self._obs_pool.append(buf)
+        return buf
 
     def _checked_actions(self, actions) -> np.ndarray:
         a = np.asarray(actions)

@@ -184,3 +184,41 @@ def test_start_bars_option():
         env.reset(options={"start_bars": np.array([lo - 1, lo, lo, lo])})
     with pytest.raises(ValueError, match="start_bars: expected an integer array"):
         env.reset(options={"start_bars": np.zeros(4)})
+
+
+def test_kept_observations_are_never_overwritten():
+    env = make_env(4, ["env.episode_length=5"])
+    obs, _ = env.reset(seed=0)
+    kept = [(obs, obs.copy())]
+    view = None
+    for k in range(12):
+        obs, *_ = env.step(np.full(env.action_space.shape, 0.3, dtype=np.float32))
+        if k % 3 == 0:
+            kept.append((obs, obs.copy()))
+        if k == 5:
+            view = (obs[1:3], obs[1:3].copy())  # a view keeps its base alive and unshared
+        obs = None  # drop the rest: their buffers may be reused
+    obs, _ = env.reset(options={"reset_mask": np.array([True, False, True, False])})
+    for arr, snapshot in [*kept, view]:
+        np.testing.assert_array_equal(arr, snapshot)
+
+
+def test_dropped_observation_buffers_are_reused():
+    env = make_env(4)
+    env.reset(seed=0)
+    ids = set()
+    for _ in range(20):
+        obs, *_ = env.step(np.zeros(env.action_space.shape, dtype=np.float32))
+        ids.add(id(obs))
+        del obs
+    assert len(env._obs_pool) <= 4 and len(ids) <= 2
+
+
+def test_masked_reset_keeps_other_rows_observation():
+    env = make_env(4)
+    env.reset(seed=0)
+    obs, *_ = env.step(np.full(env.action_space.shape, 0.5, dtype=np.float32))
+    before = obs.copy()
+    obs2, _ = env.reset(options={"reset_mask": np.array([False, True, False, True])})
+    np.testing.assert_array_equal(obs2[[0, 2]], before[[0, 2]])
+    assert np.all(obs2[[1, 3], -1] == 1.0)
