@@ -110,3 +110,74 @@ class BarFieldT(NamedTuple):
 
 
 BarField = BarFieldT()
+
+
+# ---- execution realism and risk (issue 3) ------------------------------------------------------
+
+
+class OrderTypeT(NamedTuple):
+    MARKET: int = 0  # fills at the reference price (open t+1, or close t)
+    LIMIT: int = 1  # buy at <= limit, sell at >= limit; fills at the better of open and limit
+    STOP: int = 2  # buy stop triggers at high >= stop, sell stop at low <= stop; gaps fill at open
+
+
+OrderType = OrderTypeT()
+
+
+class SlippageModelT(NamedTuple):
+    FIXED: int = 0  # slippage_bps + half_spread_bps
+    SPREAD_COLUMN: int = 1  # slippage_bps + half the bar's spread column (bps)
+    LINEAR_IMPACT: int = 2  # fixed + impact_coef x participation (|qty| / bar volume), in bps x 1e4
+    SQRT_IMPACT: int = 3  # fixed + impact_coef x sigma x sqrt(|qty| / average volume)
+
+
+SlippageModel = SlippageModelT()
+
+
+class CommissionModelT(NamedTuple):
+    BPS: int = 0  # commission_bps of notional (maker_bps / taker_bps for limit / market orders)
+    PER_SHARE: int = 1  # commission_per_share x |qty|
+
+
+CommissionModel = CommissionModelT()
+
+
+class SizingRuleT(NamedTuple):
+    DIRECT: int = 0  # the action's weight as is
+    FIXED_FRACTION: int = 1  # weight x fraction
+    VOL_TARGET: int = 2  # weight x target_vol / realised vol (annualised), capped
+    KELLY: int = 3  # weight x kelly_fraction x mean / variance of the asset's returns, capped
+
+
+SizingRule = SizingRuleT()
+
+
+class StopKindT(NamedTuple):
+    NONE: int = 0
+    PCT: int = 1  # a fraction of the entry (or trailing peak) price
+    ATR: int = 2  # a multiple of the average true range at the bar the position was checked
+
+
+StopKind = StopKindT()
+
+
+class FillReasonT(NamedTuple):
+    """Why a fill happened (fill records) or a trade was changed or refused (risk counters)."""
+
+    NONE: int = 0
+    SIGNAL: int = 1  # the agent's order
+    STOP_LOSS: int = 2
+    TAKE_PROFIT: int = 3
+    TRAILING_STOP: int = 4
+    DAILY_LOSS: int = 5  # max daily loss hit: flattened, halted until the next trading day
+    DRAWDOWN: int = 6  # drawdown circuit breaker: flattened
+    LIQUIDATION: int = 7  # equity below maintenance margin
+    MAX_WEIGHT: int = 8  # a target weight was capped
+    SHORT_BLOCKED: int = 9  # shorting disabled: a negative target was raised to 0
+    PARTIAL: int = 10  # max participation cut the order
+    MIN_TRADE: int = 11  # below min_trade_value: skipped
+    EXPIRED: int = 12  # a limit/stop order reached its time in force unfilled
+
+
+FillReason = FillReasonT()
+N_FILL_REASONS = len(FillReason)
