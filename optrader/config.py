@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,11 +18,20 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from optrader.registry import registry
-
-
-class ConfigError(ValueError):
-    """A config key or value is wrong; the message names the dotted key."""
+from optrader.checks import (
+    ConfigError,
+    _as_tuple,
+    _at_least,
+    _finite,
+    _in_range,
+    _join,
+    _one_of,
+    _per_asset,
+    _positive,
+    _registered,
+    _typed,
+)
+from optrader.trading_config import ExecutionConfig, RiskConfig
 
 
 def config_dir() -> Path:
@@ -62,26 +70,6 @@ class EnvConfig:
         _positive(f"{key}.max_leverage", self.max_leverage)
         _in_range(f"{key}.bankrupt_fraction", self.bankrupt_fraction, 0.0, 1.0, closed_hi=False)
         _one_of(f"{key}.info", self.info, ("full", "minimal", "none"))
-
-
-@dataclass(frozen=True)
-class ExecutionConfig:
-    fill_price: str = "next_open"  # next_open | close
-    commission_model: str = "bps"  # registry kind "commission"
-    commission_bps: float = 1.0  # of traded notional
-    min_commission: float = 0.0  # currency per order
-    slippage_model: str = "fixed"  # registry kind "slippage"
-    slippage_bps: float = 1.0  # against the trader
-    half_spread_bps: float = 0.5  # paid on every fill
-    lot_size: float = 0.0  # 0 = fractional units
-
-    def check(self, key: str) -> None:
-        _one_of(f"{key}.fill_price", self.fill_price, ("next_open", "close"))
-        _registered(f"{key}.commission_model", "commission", self.commission_model)
-        _registered(f"{key}.slippage_model", "slippage", self.slippage_model)
-        for name in ("commission_bps", "min_commission", "slippage_bps", "half_spread_bps",
-                     "lot_size"):
-            _at_least(f"{key}.{name}", getattr(self, name), 0.0)
 
 
 @dataclass(frozen=True)
@@ -255,6 +243,7 @@ class EnvSpec:
     env: EnvConfig = field(default_factory=EnvConfig)
     data: Any = field(default_factory=SyntheticDataConfig)  # one of DATA_SCHEMAS
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+    risk: RiskConfig = field(default_factory=RiskConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     observation: ObservationConfig = field(default_factory=ObservationConfig)
     action: ActionConfig = field(default_factory=ActionConfig)
@@ -385,76 +374,3 @@ def _coerce_scalar(key: str, x: Any) -> Any:
     if isinstance(x, bool) or not isinstance(x, (int, float, str)):
         raise ConfigError(f"{key}: expected numbers or names, got {x!r}")
     return float(x) if isinstance(x, int) else x
-
-
-def _typed(key: str, v: Any, t: Any) -> Any:
-    if isinstance(t, types.UnionType) or typing.get_origin(t) is typing.Union:
-        return v
-    ok = {
-        float: isinstance(v, (int, float)) and not isinstance(v, bool),
-        int: isinstance(v, int) and not isinstance(v, bool),
-        bool: isinstance(v, bool),
-        str: isinstance(v, str),
-    }.get(t, True)
-    if not ok:
-        raise ConfigError(f"{key}: expected {t.__name__}, got {v!r} ({type(v).__name__})")
-    return float(v) if t is float else v
-
-
-def _join(key: str, name: str) -> str:
-    return f"{key}.{name}" if key else name
-
-
-def _one_of(key: str, v: Any, options) -> None:
-    if v not in options:
-        raise ConfigError(f"{key}: expected one of {list(options)}, got {v!r}")
-
-
-def _registered(key: str, kind: str, name: str) -> None:
-    try:
-        registry.get(kind, name)
-    except ValueError as exc:
-        raise ConfigError(f"{key}: {exc}") from None
-
-
-def _as_tuple(v: Any) -> tuple:
-    return v if isinstance(v, tuple) else (v,)
-
-
-def _per_asset(key: str, v: Any, n_assets: int) -> None:
-    """A finite number, or a list of n_assets finite numbers."""
-    values = _as_tuple(v)
-    if isinstance(v, tuple) and len(v) != n_assets:
-        raise ConfigError(f"{key}: expected a number or {n_assets} numbers (one per asset, "
-                          f"data.n_assets={n_assets}), got {list(v)}")
-    for x in values:
-        if isinstance(x, bool) or not isinstance(x, (int, float)):
-            raise ConfigError(f"{key}: expected a number or a list of numbers, got {v!r}")
-        _finite(key, x)
-
-
-def _finite(key: str, v: float) -> None:
-    if v != v or v in (float("inf"), float("-inf")):
-        raise ConfigError(f"{key}: expected a finite number, got {v!r}")
-
-
-def _positive(key: str, v: float) -> None:
-    _finite(key, v)
-    if not v > 0:
-        raise ConfigError(f"{key}: expected > 0, got {v!r}")
-
-
-def _at_least(key: str, v: float, lo: float) -> None:
-    _finite(key, v)
-    if not v >= lo:
-        raise ConfigError(f"{key}: expected >= {lo}, got {v!r}")
-
-
-def _in_range(key, v, lo, hi, closed_lo=True, closed_hi=True) -> None:
-    _finite(key, v)
-    ok_lo = v >= lo if closed_lo else v > lo
-    ok_hi = v <= hi if closed_hi else v < hi
-    if not (ok_lo and ok_hi):
-        lb = "[" if closed_lo else "("
-        rb = "]" if closed_hi else ")"
-        raise ConfigError(f"{key}: expected a value in {lb}{lo}, {hi}{rb}, got {v!r}")

@@ -96,10 +96,24 @@ def _register_builtins() -> None:
     }
     for name, (rid, desc) in rewards.items():
         registry.register("reward", name, rid, desc, builtin=True)
-    registry.register("slippage", "fixed", 0, "slippage_bps + half_spread_bps against the trader",
+    from kernels.enums import CommissionModel, SlippageModel
+
+    slippage = {
+        "fixed": (SlippageModel.FIXED, "slippage_bps + half_spread_bps against the trader"),
+        "spread_column": (SlippageModel.SPREAD_COLUMN,
+                          "slippage_bps + half the bar's spread column (bps)"),
+        "linear_impact": (SlippageModel.LINEAR_IMPACT,
+                          "fixed + impact_coef x 1e4 x |qty| / bar volume (bps)"),
+        "sqrt_impact": (SlippageModel.SQRT_IMPACT,
+                        "fixed + impact_coef x sigma x sqrt(|qty| / avg volume) x 1e4 (bps)"),
+    }
+    for name, (code, desc) in slippage.items():
+        registry.register("slippage", name, code, desc, builtin=True)
+    registry.register("commission", "bps", CommissionModel.BPS,
+                      "commission_bps (maker_bps/taker_bps) of notional, at least min_commission",
                       builtin=True)
-    registry.register("commission", "bps", 0,
-                      "commission_bps of notional, at least min_commission per order", builtin=True)
+    registry.register("commission", "per_share", CommissionModel.PER_SHARE,
+                      "commission_per_share x |qty|, at least min_commission", builtin=True)
     registry.register("data_source", "synthetic", "synthetic",
                       "GBM + jumps + regimes + AR(1), correlated assets (conf/data/synthetic.yaml)",
                       builtin=True)

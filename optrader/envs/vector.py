@@ -110,6 +110,7 @@ class TradingVectorEnv(VectorEnv):
                                  f"{max_episode_steps!r}")
             spec = _replace(spec, "env", episode_length=int(max_episode_steps))
             self.config = spec
+        _refuse_unimplemented(spec)
         self.market: MarketData = load_market(spec.data, data)
 
         n = self.num_envs = int(num_envs)
@@ -385,6 +386,34 @@ class TradingVectorEnv(VectorEnv):
     def close_extras(self, **kwargs):
         """Drop references to the shared market arrays; the buffers go with the env."""
         self._features = self._features_flat = None
+
+
+# Keys of the execution and risk groups whose kernel paths are still being built: a value other
+# than the default is refused rather than silently ignored.
+_NOT_YET = {
+    "execution": ("maker_bps", "taker_bps", "commission_per_share", "impact_coef",
+                  "impact_halflife", "max_participation", "min_trade_value", "latency",
+                  "order_type", "order_offset_bps", "time_in_force", "allow_short",
+                  "borrow_bps_annual", "cash_rate_annual", "record_fills", "commission_model",
+                  "slippage_model"),
+    "risk": ("sizing", "fraction", "target_vol", "kelly_fraction", "vol_halflife", "max_weight",
+             "stop_loss", "take_profit", "trailing_stop", "atr_period", "max_daily_loss",
+             "max_drawdown", "drawdown_action", "maintenance_margin"),
+}
+
+
+def _refuse_unimplemented(spec) -> None:
+    import dataclasses
+
+    for group, keys in _NOT_YET.items():
+        cfg = getattr(spec, group)
+        default = type(cfg)()
+        changed = [k for k in keys if getattr(cfg, k) != getattr(default, k)
+                   and dataclasses.is_dataclass(default)]
+        if changed:
+            raise NotImplementedError(
+                f"{group}.{changed[0]}: not implemented in the step kernel yet (issue 3 is in "
+                f"progress); leave {[f'{group}.{k}' for k in changed]} at their defaults")
 
 
 def _reward_weights(components: dict) -> tuple[np.ndarray, tuple]:

@@ -51,7 +51,7 @@ BAD_OVERRIDES = [
      r"reward\.components: unknown reward 'nope'; known: .*'log_return'.*'pnl'"),
     (["+reward.components.log_retrun=1"], r"reward\.components: .*did you mean 'log_return'"),
     (["execution.slippage_model=square_root"],
-     r"execution\.slippage_model: unknown slippage 'square_root'; known: \['fixed'\]"),
+     r"execution\.slippage_model: unknown slippage 'square_root'; known: \[.*'sqrt_impact'"),
     (["execution.commission_model=flat"], r"execution\.commission_model: .*'flat'.*'bps'"),
     (["data.source=feed"], r"data\.source: unknown data_source 'feed'"),
     (["execution=nope"], r"(?s)execution/nope.*zero_cost"),
