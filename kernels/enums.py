@@ -93,6 +93,14 @@ class CostParamT(NamedTuple):
     MIN_COMMISSION: int = 1  # currency per order
     SLIPPAGE_BPS: int = 2  # fixed, against the trader
     HALF_SPREAD_BPS: int = 3  # paid on every fill
+    MAKER_BPS: int = 4  # limit orders (< 0: COMMISSION_BPS)
+    TAKER_BPS: int = 5  # market and stop orders (< 0: COMMISSION_BPS)
+    PER_SHARE: int = 6  # currency per unit (per_share model)
+    IMPACT_COEF: int = 7  # see kernels.costs.slippage_bps_nb
+    MAX_PARTICIPATION: int = 8  # fraction of the fill bar's volume
+    MIN_TRADE_VALUE: int = 9  # currency
+    BORROW_PER_BAR: int = 10  # fraction of short notional charged per bar
+    CASH_RATE_PER_BAR: int = 11  # fraction of cash credited (debited if negative) per bar
 
 
 CostParam = CostParamT()
@@ -181,3 +189,17 @@ class FillReasonT(NamedTuple):
 
 FillReason = FillReasonT()
 N_FILL_REASONS = len(FillReason)
+
+
+class SeriesFieldT(NamedTuple):
+    """First axis of the load-time causal series array ``series`` (N_SERIES, T, A), float64."""
+
+    AVG_VOLUME: int = 0  # EWMA of volume (execution.impact_halflife)
+    SIGMA: int = 1  # EWMA std of log returns per bar (risk.vol_halflife)
+    RET_MEAN: int = 2  # EWMA mean of log returns per bar (risk.vol_halflife)
+    ATR: int = 3  # Wilder average true range (risk.atr_period), currency
+    SPREAD_BPS: int = 4  # the data's spread column in bps, NaN when the data has none
+
+
+SeriesField = SeriesFieldT()
+N_SERIES = len(SeriesField)

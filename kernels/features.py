@@ -61,6 +61,19 @@ def compute_features_nb(bars, feature_ids, halflife, clip, out):
                 out[t, a, j] = min(clip, max(-clip, x))
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def ewma_nb(x, halflife, out):
+    """Causal, bias-corrected EWMA of x (T, A) into out (T, A): out[t] uses x[<= t] only."""
+    alpha = 1.0 - math.exp(math.log(0.5) / halflife)
+    for a in range(x.shape[1]):
+        m = 0.0
+        w = 0.0
+        for t in range(x.shape[0]):
+            m = (1.0 - alpha) * m + alpha * x[t, a]
+            w = (1.0 - alpha) * w + alpha
+            out[t, a] = m / w
+
+
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def write_observation_nb(features, row_size, t, window, i, position, avg_px, bars, acct,
                          time_left, portfolio, clip, out):

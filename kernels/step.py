@@ -2,7 +2,8 @@
 
 Shapes (n envs, A assets, T bars, F features, D observation size):
   action float (n, A) raw actions in [-1, 1] (discrete actions are mapped to levels first);
-  bars float64 (5, T, A) open/high/low/close/volume; features float32 (T * A * F,), the C-order
+  bars float64 (5, T, A) open/high/low/close/volume; series float64 (N_SERIES, T, A) causal
+  load-time estimates (enums.SeriesField: average volume, volatility, ATR, spread); features float32 (T * A * F,), the C-order
   flattening of (T, A, F), so a window is one contiguous run;
   acct float64 (n, N_ACCOUNT), env-major so one env's book is one cache line (enums.Account);
   position, avg_px float64 (n, A) units and currency; clock int64 (n, N_CLOCK);
@@ -30,8 +31,27 @@ import types
 import numpy as np
 from numba import njit, prange
 
-from kernels.enums import Account, BarField, Clock, CostParam, FillPrice, RewardId, StepStatus
-from kernels.execution import commission_nb, fill_price_nb, should_trade_nb
+from kernels.costs import (
+    below_min_trade_nb,
+    cap_participation_nb,
+    commission_cost_nb,
+    fill_price_with_slippage_nb,
+    maker_taker_bps_nb,
+    round_lot_nb,
+    slippage_bps_nb,
+)
+from kernels.enums import (
+    Account,
+    BarField,
+    Clock,
+    CostParam,
+    FillPrice,
+    OrderType,
+    RewardId,
+    SeriesField,
+    StepStatus,
+)
+from kernels.execution import should_trade_nb
 from kernels.features import write_observation_nb
 from kernels.portfolio import apply_fill_nb, equity_at_nb, target_units_nb, target_weights_nb
 from kernels.reward import (
@@ -77,12 +97,12 @@ def _reset_envs(mask, starts, bars, features, acct, position, avg_px, clock, rng
                          first_bar, last_start, window, initial_cash, portfolio_obs, clip)
 
 
-def _step_envs(action, bars, features, acct, position, avg_px, clock, rng, cost_params,
+def _step_envs(action, bars, features, series, acct, position, avg_px, clock, rng, cost_params,
                reward_weights, target, obs, reward, terminated, truncated, final_obs,
                final_acct, final_position, final_clock, first_bar, last_start, last_bar,
                episode_length, window, max_leverage,
                initial_cash, bankrupt_fraction, lot_size, fill_mode, dsr_eta, reward_scale,
-               portfolio_obs, clip, same_step):
+               portfolio_obs, clip, same_step, slippage_model, commission_model, allow_short):
     """Advance every env one bar; return the number of done envs, or -1 (BAD_ACTION) on NaN/inf."""
     n = action.shape[0]
     n_assets = action.shape[1]
@@ -117,19 +137,50 @@ def _step_envs(action, bars, features, acct, position, avg_px, clock, rng, cost_
         for a in range(n_assets):
             ref_px = bars[ref_field, ref_t, a]
             units = target_units_nb(target[i, a], equity_ref, ref_px, lot_size)
+            if units < 0.0 and not allow_short:
+                units = 0.0
             qty = units - position[i, a]
             if not should_trade_nb(qty, units):
                 continue
-            px = fill_price_nb(qty, ref_px, cost_params[i, CostParam.SLIPPAGE_BPS],
-                               cost_params[i, CostParam.HALF_SPREAD_BPS])
-            fee = commission_nb(qty, px, cost_params[i, CostParam.COMMISSION_BPS],
-                                cost_params[i, CostParam.MIN_COMMISSION])
+            # volume and spread of the bar the order trades in; volume-based estimates of the
+            # decision bar t (known when deciding)
+            bar_volume = bars[BarField.VOLUME, ref_t, a]
+            max_part = cost_params[i, CostParam.MAX_PARTICIPATION]
+            if max_part < 1.0:
+                qty = round_lot_nb(cap_participation_nb(qty, bar_volume, max_part), lot_size)
+                if qty == 0.0:
+                    continue
+            if below_min_trade_nb(qty, ref_px, cost_params[i, CostParam.MIN_TRADE_VALUE]):
+                continue
+            slip = slippage_bps_nb(slippage_model, qty, cost_params[i, CostParam.SLIPPAGE_BPS],
+                                   cost_params[i, CostParam.HALF_SPREAD_BPS],
+                                   series[SeriesField.SPREAD_BPS, ref_t, a], bar_volume,
+                                   series[SeriesField.AVG_VOLUME, t, a],
+                                   series[SeriesField.SIGMA, t, a],
+                                   cost_params[i, CostParam.IMPACT_COEF])
+            px = fill_price_with_slippage_nb(qty, ref_px, slip)
+            fee_bps = maker_taker_bps_nb(OrderType.MARKET, cost_params[i, CostParam.COMMISSION_BPS],
+                                         cost_params[i, CostParam.MAKER_BPS],
+                                         cost_params[i, CostParam.TAKER_BPS])
+            fee = commission_cost_nb(commission_model, qty, px, fee_bps,
+                                     cost_params[i, CostParam.PER_SHARE],
+                                     cost_params[i, CostParam.MIN_COMMISSION])
             cash -= qty * px + fee
             cost += fee + abs(qty) * abs(px - ref_px)
             new_pos, new_avg, realized = apply_fill_nb(position[i, a], avg_px[i, a], qty, px)
             position[i, a] = new_pos
             avg_px[i, a] = new_avg
             acct[i, Account.REALIZED] += realized
+
+        # carry over bar f: borrow fee on short notional, interest on cash
+        borrow = cost_params[i, CostParam.BORROW_PER_BAR]
+        if borrow > 0.0:
+            for a in range(n_assets):
+                if position[i, a] < 0.0:
+                    fee = -position[i, a] * bars[BarField.CLOSE, f, a] * borrow
+                    cash -= fee
+                    cost += fee
+        cash += cash * cost_params[i, CostParam.CASH_RATE_PER_BAR]
 
         # mark to market at close f
         equity = equity_at_nb(cash, position, i, bars, BarField.CLOSE, f)

@@ -51,7 +51,10 @@ class ReferenceEnv:
     def __init__(self, bars, features, *, window, episode_length, initial_cash=100_000.0,
                  max_leverage=1.0, bankrupt_fraction=0.5, lot_size=0.0, fill_price="next_open",
                  commission_bps=0.0, min_commission=0.0, slippage_bps=0.0, half_spread_bps=0.0,
-                 weights=None, dsr_eta=0.01, scale=1.0, portfolio=True, clip=10.0):
+                 weights=None, dsr_eta=0.01, scale=1.0, portfolio=True, clip=10.0,
+                 slippage_model="fixed", commission_model="bps", taker_bps=-1.0,
+                 per_share=0.0, impact_coef=0.0, max_participation=1.0, min_trade_value=0.0,
+                 allow_short=True, borrow_per_bar=0.0, cash_rate_per_bar=0.0, series=None):
         self.bars = bars
         self.features = features
         self.window = window
@@ -72,6 +75,18 @@ class ReferenceEnv:
         self.clip = clip
         self.n_assets = len(bars[CLOSE][0])
         self.last_bar = len(bars[CLOSE]) - 1
+        self.slippage_model = slippage_model
+        self.commission_model = commission_model
+        self.taker_bps = taker_bps
+        self.per_share = per_share
+        self.impact_coef = impact_coef
+        self.max_participation = max_participation
+        self.min_trade_value = min_trade_value
+        self.allow_short = allow_short
+        self.borrow_per_bar = borrow_per_bar
+        self.cash_rate_per_bar = cash_rate_per_bar
+        # series[name][t][a] for avg_volume, sigma, spread_bps (causal estimates)
+        self.series = series
 
     def reset(self, start):
         n = self.n_assets
@@ -125,19 +140,58 @@ class ReferenceEnv:
         w, gross = self.targets(action)
         equity_ref = self.cash + sum(p * r for p, r in zip(self.position, ref, strict=True))
         cost = 0.0
+        ref_t = f if self.fill_price == "next_open" else t
         for a in range(self.n_assets):
             units = 0.0 if equity_ref <= 0 else w[a] * equity_ref / ref[a]
             if self.lot_size > 0 and equity_ref > 0:
                 units = math.trunc(units / self.lot_size) * self.lot_size
+            if units < 0 and not self.allow_short:
+                units = 0.0
             qty = units - self.position[a]
             if abs(qty) <= 1e-10 * max(abs(units), abs(units - qty)):
                 continue
+            volume = self.bars[VOLUME][ref_t][a]
+            if self.max_participation < 1.0:
+                cap = self.max_participation * volume if volume > 0 else 0.0
+                if abs(qty) > cap:
+                    qty = cap if qty > 0 else -cap
+                if self.lot_size > 0:
+                    qty = math.trunc(qty / self.lot_size) * self.lot_size
+                if qty == 0.0:
+                    continue
+            if abs(qty * ref[a]) < self.min_trade_value:
+                continue
+            slip = self.slippage_bps + self.half_spread_bps
+            if self.slippage_model == "spread_column":
+                spread = self.series["spread_bps"][ref_t][a]
+                slip = self.slippage_bps + (0.0 if math.isnan(spread) else spread / 2)
+            elif self.slippage_model == "linear_impact":
+                part = abs(qty) / volume if volume > 0 else 1.0
+                slip += self.impact_coef * part * 1e4
+            elif self.slippage_model == "sqrt_impact":
+                avg = self.series["avg_volume"][t][a]
+                sigma = self.series["sigma"][t][a]
+                part = abs(qty) / avg if avg > 0 else 1.0
+                if sigma > 0:
+                    slip += self.impact_coef * sigma * math.sqrt(part) * 1e4
             side = 1.0 if qty > 0 else -1.0
-            px = ref[a] * (1.0 + side * (self.slippage_bps + self.half_spread_bps) * 1e-4)
-            fee = max(abs(qty) * px * self.commission_bps * 1e-4, self.min_commission)
+            px = ref[a] * (1.0 + side * slip * 1e-4)
+            if self.commission_model == "per_share":
+                fee = abs(qty) * self.per_share
+            else:
+                bps = self.commission_bps if self.taker_bps < 0 else self.taker_bps
+                fee = abs(qty) * px * bps * 1e-4
+            fee = max(fee, self.min_commission)
             self.cash -= qty * px + fee
             cost += fee + abs(qty) * abs(px - ref[a])
             self._book(a, qty, px)
+        if self.borrow_per_bar > 0:
+            for a in range(self.n_assets):
+                if self.position[a] < 0:
+                    fee = -self.position[a] * self.bars[CLOSE][f][a] * self.borrow_per_bar
+                    self.cash -= fee
+                    cost += fee
+        self.cash += self.cash * self.cash_rate_per_bar
         close = self.bars[CLOSE][f]
         self.equity = self.cash + sum(p * c for p, c in zip(self.position, close, strict=True))
         self.peak = max(self.peak, self.equity)

@@ -28,12 +28,14 @@ from kernels.enums import (
     CostParam,
     FillPrice,
     RewardId,
+    SeriesField,
 )
 from kernels.features import compute_features_nb
 from optrader.config import ConfigError, compose, load_spec
 from optrader.data import MarketData, load_market
 from optrader.envs import kernel_cache
 from optrader.envs.layout import FEATURE_IDS, observation_names, observation_size, single_spaces
+from optrader.envs.series import market_series
 from optrader.registry import registry
 
 OBS_POOL_SIZE = 4  # observation buffers kept for reuse when copy=True (see _unshared_obs)
@@ -158,13 +160,33 @@ class TradingVectorEnv(VectorEnv):
         self.episode = EpisodeState(np.zeros((n, N_CLOCK), dtype=np.int64),
                                     np.zeros(n, dtype=np.uint64))
         self._rng_seeded = False
+        ex, rk = spec.execution, spec.risk
+        ppy = self.market.periods_per_year
         self._cost_params = np.zeros((n, N_COST_PARAM))
-        ex = spec.execution
-        self._cost_params[:, CostParam.COMMISSION_BPS] = ex.commission_bps
-        self._cost_params[:, CostParam.MIN_COMMISSION] = ex.min_commission
-        self._cost_params[:, CostParam.SLIPPAGE_BPS] = ex.slippage_bps
-        self._cost_params[:, CostParam.HALF_SPREAD_BPS] = ex.half_spread_bps
+        for column, value in ((CostParam.COMMISSION_BPS, ex.commission_bps),
+                              (CostParam.MIN_COMMISSION, ex.min_commission),
+                              (CostParam.SLIPPAGE_BPS, ex.slippage_bps),
+                              (CostParam.HALF_SPREAD_BPS, ex.half_spread_bps),
+                              (CostParam.MAKER_BPS, ex.maker_bps),
+                              (CostParam.TAKER_BPS, ex.taker_bps),
+                              (CostParam.PER_SHARE, ex.commission_per_share),
+                              (CostParam.IMPACT_COEF, ex.impact_coef),
+                              (CostParam.MAX_PARTICIPATION, ex.max_participation),
+                              (CostParam.MIN_TRADE_VALUE, ex.min_trade_value),
+                              (CostParam.BORROW_PER_BAR, ex.borrow_bps_annual * 1e-4 / ppy),
+                              (CostParam.CASH_RATE_PER_BAR, (1.0 + ex.cash_rate_annual)
+                               ** (1.0 / ppy) - 1.0)):
+            self._cost_params[:, column] = value
+        self._series = market_series(self.market, ex.impact_halflife, rk.vol_halflife,
+                                     rk.atr_period)
+        if (ex.slippage_model == "spread_column"
+                and np.isnan(self._series[SeriesField.SPREAD_BPS]).all()):
+            raise ValueError("execution.slippage_model=spread_column: the data has no 'spread' "
+                             "column (bps); add one or choose another slippage model")
         self._fill_mode = FillPrice.NEXT_OPEN if ex.fill_price == "next_open" else FillPrice.CLOSE
+        self._models = (registry.get("slippage", ex.slippage_model).value,
+                        registry.get("commission", ex.commission_model).value,
+                        bool(ex.allow_short))
         self._reward_weights, custom = _reward_weights(spec.reward.components)
         self._targets = np.zeros((n, n_assets))
         self._action_f64 = np.zeros((n, n_assets))
@@ -190,7 +212,8 @@ class TradingVectorEnv(VectorEnv):
                          window, spec.env.max_leverage, spec.env.initial_cash,
                          spec.env.bankrupt_fraction, ex.lot_size, self._fill_mode,
                          spec.reward.dsr_eta, spec.reward.scale, self._portfolio_obs,
-                         spec.observation.clip, autoreset_mode == AutoresetMode.SAME_STEP)
+                         spec.observation.clip, autoreset_mode == AutoresetMode.SAME_STEP,
+                         *self._models)
 
     # ------------------------------------------------------------------------------------------
     @property
@@ -276,7 +299,8 @@ class TradingVectorEnv(VectorEnv):
             self._obs = self._unshared_obs()
         p, e = self.portfolio, self.episode
         n_done = self._step_kernel(
-            actions, self.market.bars, self._features_flat, p.acct, p.position, p.avg_px_open,
+            actions, self.market.bars, self._features_flat, self._series, p.acct, p.position,
+            p.avg_px_open,
             e.clock, e.rng, self._cost_params, self._reward_weights, self._targets, self._obs,
             self._rewards, self._terminations, self._truncations, self._final_obs,
             self._final_acct, self._final_position, self._final_clock, *self._scalars)
@@ -391,13 +415,9 @@ class TradingVectorEnv(VectorEnv):
 # Keys of the execution and risk groups whose kernel paths are still being built: a value other
 # than the default is refused rather than silently ignored.
 _NOT_YET = {
-    "execution": ("maker_bps", "taker_bps", "commission_per_share", "impact_coef",
-                  "impact_halflife", "max_participation", "min_trade_value", "latency",
-                  "order_type", "order_offset_bps", "time_in_force", "allow_short",
-                  "borrow_bps_annual", "cash_rate_annual", "record_fills", "commission_model",
-                  "slippage_model"),
-    "risk": ("sizing", "fraction", "target_vol", "kelly_fraction", "vol_halflife", "max_weight",
-             "stop_loss", "take_profit", "trailing_stop", "atr_period", "max_daily_loss",
+    "execution": ("latency", "order_type", "order_offset_bps", "time_in_force", "record_fills"),
+    "risk": ("sizing", "fraction", "target_vol", "kelly_fraction", "max_weight",
+             "stop_loss", "take_profit", "trailing_stop", "max_daily_loss",
              "max_drawdown", "drawdown_action", "maintenance_margin"),
 }
 

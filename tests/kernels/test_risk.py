@@ -74,8 +74,8 @@ def reference_series(bars, halflife, atr_period):
             else:
                 weights = [alpha * (1.0 - alpha) ** (t - k) for k in range(1, t + 1)]
                 total = sum(weights)
-                mean[t, a] = sum(wk * rets[k] for wk, k in zip(weights, range(1, t + 1))) / total
-                second = sum(wk * rets[k] ** 2 for wk, k in zip(weights, range(1, t + 1))) / total
+                mean[t, a] = sum(weights[k - 1] * rets[k] for k in range(1, t + 1)) / total
+                second = sum(weights[k - 1] * rets[k] ** 2 for k in range(1, t + 1)) / total
                 vol[t, a] = math.sqrt(second)
             if t < atr_period:
                 atr[t, a] = sum(trs[: t + 1]) / (t + 1)
@@ -92,7 +92,7 @@ def test_risk_series_matches_reference(seed, n_bars, n_assets, halflife, atr_per
     bars = make_bars(seed, n_bars, n_assets, sigma)
     got = run_series(bars, halflife, atr_period)
     want = reference_series(bars, halflife, atr_period)
-    for name, g, w in zip(("vol", "mean", "atr"), got, want):
+    for name, g, w in zip(("vol", "mean", "atr"), got, want, strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-15, err_msg=name)
 
 
@@ -108,10 +108,10 @@ def test_risk_series_is_causal(seed, n_bars, n_assets, halflife, atr_period, dat
     changed[:, t + 1:, :] = other[:, t + 1:, :]
     before = run_series(bars, halflife, atr_period)
     after = run_series(changed, halflife, atr_period)
-    for b, a in zip(before, after):
+    for b, a in zip(before, after, strict=True):
         np.testing.assert_array_equal(b[: t + 1], a[: t + 1])
     # and the change is visible afterwards, so the comparison above is not vacuous
-    assert any(not np.array_equal(b[t + 1:], a[t + 1:]) for b, a in zip(before, after))
+    assert any(not np.array_equal(b[t + 1:], a[t + 1:]) for b, a in zip(before, after, strict=True))
 
 
 def test_ewma_matches_pandas_adjusted_ewm():
@@ -457,6 +457,11 @@ def test_stop_exit_examples():
     assert stop_exit_nb(S, 105.0, 90.0, NAN, 100.0, 101.0, 89.0) == (90.0, TP)
     assert stop_exit_nb(S, 105.0, 90.0, NAN, 88.0, 89.0, 87.0) == (88.0, TP)
     assert stop_exit_nb(S, 105.0, 90.0, 103.0, 100.0, 104.0, 95.0) == (103.0, TS)
+    # a level touched exactly is hit
+    assert stop_exit_nb(L, 95.0, 110.0, NAN, 100.0, 101.0, 95.0) == (95.0, SL)
+    assert stop_exit_nb(L, 95.0, 110.0, NAN, 100.0, 110.0, 96.0) == (110.0, TP)
+    assert stop_exit_nb(S, 105.0, 90.0, NAN, 100.0, 105.0, 99.0) == (105.0, SL)
+    assert stop_exit_nb(S, 105.0, 90.0, NAN, 100.0, 101.0, 90.0) == (90.0, TP)
     px, reason = stop_exit_nb(0, 105.0, 90.0, 103.0, 100.0, 200.0, 1.0)  # flat
     assert math.isnan(px) and reason == FillReason.NONE
 
@@ -520,10 +525,11 @@ def test_bar_extreme_does_not_move_its_own_stop():
     trails, px, reason = hold_through(1, [(100.0, 120.0, 105.0), (110.0, 111.0, 107.0)], 100.0,
                                       0.0, StopKind.PCT, 0.1)
     assert trails == [90.0, 108.0] and (px, reason) == (108.0, FillReason.TRAILING_STOP)
-    # mirrored for a short at 100: the bar drops to 80, rallies to 95
-    trails, px, reason = hold_through(-1, [(100.0, 95.0, 80.0), (90.0, 89.0, 87.0)], 100.0,
+    # mirrored for a short at 100: the bar drops to 80 and rallies to 95 (above 88) unstopped;
+    # the next bar opens below the new trail (88) and trades up through it
+    trails, px, reason = hold_through(-1, [(90.0, 95.0, 80.0), (87.0, 89.0, 86.0)], 100.0,
                                       0.0, StopKind.PCT, 0.1)
-    assert trails == [110.0, 88.0] and (px, reason) == (88.0, FillReason.TRAILING_STOP)
+    assert trails == pytest.approx([110.0, 88.0], rel=1e-15) and (px, reason) == (88.0, FillReason.TRAILING_STOP)
 
 
 @SETTINGS

@@ -6,7 +6,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kernels.execution import commission_nb, fill_price_nb
+from kernels.costs import commission_cost_nb, fill_price_with_slippage_nb
+from kernels.enums import CommissionModel
 from kernels.portfolio import apply_fill_nb, target_units_nb, target_weights_nb
 from kernels.reward import differential_sharpe_nb, log_return_nb
 from kernels.rng import randint_nb
@@ -46,13 +47,13 @@ def test_apply_fill_cases():
 @given(qty=qty_st, px=px_st, slip=st.floats(0, 100), spread=st.floats(0, 100),
        bps=st.floats(0, 100), min_c=st.floats(0, 10))
 def test_costs_never_negative_and_against_trader(qty, px, slip, spread, bps, min_c):
-    fill = fill_price_nb(qty, px, slip, spread)
+    fill = fill_price_with_slippage_nb(qty, px, slip + spread)
     if qty > 0:
         assert fill >= px
     else:
         assert fill <= px
     assert math.isclose(abs(fill - px), px * (slip + spread) * 1e-4, rel_tol=1e-9, abs_tol=1e-12)
-    fee = commission_nb(qty, fill, bps, min_c)
+    fee = commission_cost_nb(CommissionModel.BPS, qty, fill, bps, 0.0, min_c)
     assert fee >= 0.0 and fee >= min_c
     assert math.isclose(fee, max(abs(qty) * fill * bps * 1e-4, min_c), rel_tol=1e-12)
 

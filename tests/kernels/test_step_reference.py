@@ -11,11 +11,15 @@ from kernels.enums import (
     N_CLOCK,
     N_COST_PARAM,
     N_REWARDS,
+    N_SERIES,
     Account,
     Clock,
+    CommissionModel,
     CostParam,
     FillPrice,
     RewardId,
+    SeriesField,
+    SlippageModel,
 )
 from kernels.features import compute_features_nb
 from kernels.step import reset_envs_nb, step_envs_nb, step_envs_par_nb
@@ -51,7 +55,12 @@ def test_features_match_reference(seed, n_assets, halflife, feats):
 
 def run_kernel_and_reference(seed, n_envs, n_assets, n_steps, fill_mode, lot_size, costs,
                              weights, max_leverage, parallel, same_step=False, window=3,
-                             episode_length=8):
+                             episode_length=8, execution=None):
+    """execution: optional dict of the issue-3 cost options (names as in ReferenceEnv)."""
+    ex = {"slippage_model": "fixed", "commission_model": "bps", "taker_bps": -1.0,
+          "per_share": 0.0, "impact_coef": 0.0, "max_participation": 1.0,
+          "min_trade_value": 0.0, "allow_short": True, "borrow_per_bar": 0.0,
+          "cash_rate_per_bar": 0.0, **(execution or {})}
     rng = np.random.default_rng(seed)
     n_bars = 40
     bars = random_bars(rng, n_bars, n_assets)
@@ -68,6 +77,17 @@ def run_kernel_and_reference(seed, n_envs, n_assets, n_steps, fill_mode, lot_siz
     for k, name in enumerate(("commission_bps", "min_commission", "slippage_bps",
                               "half_spread_bps")):
         cost_params[:, getattr(CostParam, name.upper())] = costs[k]
+    for name in ("taker_bps", "per_share", "impact_coef", "max_participation",
+                 "min_trade_value", "borrow_per_bar", "cash_rate_per_bar"):
+        cost_params[:, getattr(CostParam, name.upper())] = ex[name]
+    cost_params[:, CostParam.MAKER_BPS] = -1.0
+    series = np.full((N_SERIES, n_bars, n_assets), np.nan)
+    series[SeriesField.AVG_VOLUME] = rng.lognormal(13, 0.3, (n_bars, n_assets))
+    series[SeriesField.SIGMA] = rng.uniform(0.0, 0.03, (n_bars, n_assets))
+    series[SeriesField.SPREAD_BPS] = np.where(rng.random((n_bars, n_assets)) < 0.2, np.nan,
+                                              rng.uniform(0, 20, (n_bars, n_assets)))
+    models = (getattr(SlippageModel, ex["slippage_model"].upper()),
+              getattr(CommissionModel, ex["commission_model"].upper()), ex["allow_short"])
     reward_w = np.zeros(N_REWARDS)
     for name, w in weights.items():
         reward_w[getattr(RewardId, name.upper())] = w
@@ -92,7 +112,11 @@ def run_kernel_and_reference(seed, n_envs, n_assets, n_steps, fill_mode, lot_siz
                            lot_size=lot_size,
                            fill_price="next_open" if fill_mode == FillPrice.NEXT_OPEN else "close",
                            commission_bps=costs[0], min_commission=costs[1],
-                           slippage_bps=costs[2], half_spread_bps=costs[3], weights=weights)
+                           slippage_bps=costs[2], half_spread_bps=costs[3], weights=weights,
+                           series={"avg_volume": series[SeriesField.AVG_VOLUME].tolist(),
+                                   "sigma": series[SeriesField.SIGMA].tolist(),
+                                   "spread_bps": series[SeriesField.SPREAD_BPS].tolist()},
+                           **ex)
         ref_obs = ref.reset(int(clock[i, Clock.BAR]))
         np.testing.assert_allclose(obs[i], np.array(ref_obs, dtype=np.float32), rtol=1e-6)
         refs.append(ref)
@@ -106,11 +130,11 @@ def run_kernel_and_reference(seed, n_envs, n_assets, n_steps, fill_mode, lot_siz
                 expected.append(None)
                 continue
             expected.append(refs[i].step(action[i].tolist()))
-        n_done = kernel(action, bars, flat, acct, position, avg_px, clock, rng_state,
+        n_done = kernel(action, bars, flat, series, acct, position, avg_px, clock, rng_state,
                         cost_params, reward_w, target, obs, reward, term, trunc, *final,
                         first_bar, last_start, last_bar, episode_length, window, max_leverage,
                         initial_cash, 0.5, lot_size, fill_mode, 0.01, 1.0, True, 10.0,
-                        same_step)
+                        same_step, *models)
         assert n_done == int(np.sum(term | trunc))
         for i in range(n_envs):
             if expected[i] is None:  # next-step autoreset: obs of a fresh episode, reward 0
@@ -169,14 +193,36 @@ def test_bad_action_changes_nothing():
     action = np.zeros((n, 1))
     action[2, 0] = np.nan
     size = observation_size(2, 1, 1, True)
-    status = step_envs_nb(action, bars, features.reshape(-1), acct, position, avg_px, clock,
+    status = step_envs_nb(action, bars, features.reshape(-1), np.zeros((N_SERIES, 30, 1)), acct, position, avg_px, clock,
                           np.zeros(n, dtype=np.uint64), np.zeros((n, N_COST_PARAM)),
                           np.zeros(N_REWARDS), np.zeros((n, 1)), np.zeros((n, size), np.float32),
                           np.zeros(n), np.zeros(n, np.bool_), np.zeros(n, np.bool_),
                           np.zeros((n, size), np.float32), np.zeros((n, N_ACCOUNT)),
                           np.zeros((n, 1)), np.zeros((n, N_CLOCK), np.int64),
-                          1, 10, 29, 5, 2, 1.0, 1.0, 0.5, 0.0, 0, 0.01, 1.0, True, 10.0, False)
+                          1, 10, 29, 5, 2, 1.0, 1.0, 0.5, 0.0, 0, 0.01, 1.0, True, 10.0, False,
+                          0, 0, True)
     assert status < 0
     np.testing.assert_array_equal(acct, before[0])
     np.testing.assert_array_equal(position, before[1])
     np.testing.assert_array_equal(clock, before[2])
+
+
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 2**31), n_assets=st.integers(1, 2), fill_next_open=st.booleans(),
+       slippage=st.sampled_from(["fixed", "spread_column", "linear_impact", "sqrt_impact"]),
+       commission=st.sampled_from(["bps", "per_share"]), taker=st.sampled_from([-1.0, 3.0]),
+       part=st.sampled_from([1.0, 1e-4, 1e-3]), min_trade=st.sampled_from([0.0, 500.0]),
+       allow_short=st.booleans(), borrow=st.sampled_from([0.0, 1e-4]),
+       cash_rate=st.sampled_from([0.0, 1e-4, -1e-4]), lot=st.sampled_from([0.0, 1.0]),
+       parallel=st.booleans())
+def test_execution_options_match_reference(seed, n_assets, fill_next_open, slippage, commission,
+                                           taker, part, min_trade, allow_short, borrow,
+                                           cash_rate, lot, parallel):
+    run_kernel_and_reference(
+        seed, 3, n_assets, 20, FillPrice.NEXT_OPEN if fill_next_open else FillPrice.CLOSE, lot,
+        (2.0, 1.0, 1.0, 0.5), {"log_return": 1.0, "cost_penalty": 1.0}, 2.0, parallel,
+        execution={"slippage_model": slippage, "commission_model": commission,
+                   "taker_bps": taker, "per_share": 0.01, "impact_coef": 0.3,
+                   "max_participation": part, "min_trade_value": min_trade,
+                   "allow_short": allow_short, "borrow_per_bar": borrow,
+                   "cash_rate_per_bar": cash_rate})
