@@ -28,6 +28,7 @@ class MarketData:
     timestamps: np.ndarray  # int64 (T,), UTC ns
     symbols: tuple
     periods_per_year: float = 252.0
+    spread: np.ndarray | None = None  # float64 (T, A) quoted spread in bps, NaN where unknown
 
     @property
     def n_bars(self) -> int:
@@ -55,8 +56,10 @@ class MarketData:
 
 
 def from_arrays(open_, high, low, close, volume, timestamps=None, symbols=None,
-                periods_per_year: float = 252.0, source: str = "arrays") -> MarketData:
-    """Stack (T, A) arrays into MarketData after validating them."""
+                periods_per_year: float = 252.0, source: str = "arrays",
+                spread=None) -> MarketData:
+    """Stack (T, A) arrays into MarketData after validating them (``spread``: optional (T, A)
+    quoted spread in bps; NaN marks a bar without a quote)."""
     arrays = [np.asarray(x, dtype=np.float64) for x in (open_, high, low, close, volume)]
     arrays = [x[:, None] if x.ndim == 1 else x for x in arrays]
     shape = arrays[3].shape
@@ -77,7 +80,20 @@ def from_arrays(open_, high, low, close, volume, timestamps=None, symbols=None,
     validate_bars(bars, timestamps, symbols, source)
     bars.setflags(write=False)
     timestamps.setflags(write=False)
-    return MarketData(bars, timestamps, symbols, float(periods_per_year))
+    if spread is not None:
+        spread = np.asarray(spread, dtype=np.float64)
+        spread = np.ascontiguousarray(spread[:, None] if spread.ndim == 1 else spread)
+        if spread.shape != shape:
+            raise DataError(f"{source}: column 'spread' has shape {spread.shape}, expected "
+                            f"{shape} like 'close'")
+        bad = np.isinf(spread) | (spread < 0)
+        if bad.any():
+            t_idx, a_idx = np.nonzero(bad)
+            raise DataError(f"{source}: column 'spread' must be >= 0 bps (NaN for unknown), got "
+                            f"{spread[t_idx[0], a_idx[0]]!r} at row {t_idx[0]} "
+                            f"({symbols[a_idx[0]]})")
+        spread.setflags(write=False)
+    return MarketData(bars, timestamps, symbols, float(periods_per_year), spread)
 
 
 def validate_bars(bars: np.ndarray, timestamps: np.ndarray, symbols, source: str) -> None:
@@ -159,10 +175,12 @@ def from_dataframe(df: pd.DataFrame, periods_per_year: float = 252.0,
         raise DataError(f"{source}: missing (NaT) timestamps at rows {rows.tolist()}")
     idx = df.index.tz_convert("UTC") if df.index.tz is not None else df.index
     ts_all = idx.as_unit("ns").asi8
+    has_spread = "spread" in df.columns
     if "symbol" not in df.columns:
         cols = [_numeric(df, c, source) for c in OHLCV]
         return from_arrays(*cols, timestamps=ts_all, symbols=("asset0",),
-                           periods_per_year=periods_per_year, source=source)
+                           periods_per_year=periods_per_year, source=source,
+                           spread=_numeric(df, "spread", source) if has_spread else None)
 
     symbols = tuple(pd.unique(df["symbol"].astype(str)))
     sym = df["symbol"].astype(str).to_numpy()
@@ -185,15 +203,17 @@ def from_dataframe(df: pd.DataFrame, periods_per_year: float = 252.0,
         common = np.intersect1d(common, per_symbol[s][0], assume_unique=True)
     if common.size == 0:
         raise DataError(f"{source}: symbols {list(symbols)} share no timestamps")
-    arrays = [np.empty((common.size, len(symbols))) for _ in OHLCV]
-    columns = [_numeric(df, c, source) for c in OHLCV]
+    names = (*OHLCV, "spread") if has_spread else OHLCV
+    arrays = [np.empty((common.size, len(symbols))) for _ in names]
+    columns = [_numeric(df, c, source) for c in names]
     for a, s in enumerate(symbols):
         ts, rows = per_symbol[s]
         keep = rows[np.isin(ts, common, assume_unique=True)]
-        for k in range(len(OHLCV)):
+        for k in range(len(names)):
             arrays[k][:, a] = columns[k][keep]
-    return from_arrays(*arrays, timestamps=common, symbols=symbols,
-                       periods_per_year=periods_per_year, source=source)
+    return from_arrays(*arrays[:5], timestamps=common, symbols=symbols,
+                       periods_per_year=periods_per_year, source=source,
+                       spread=arrays[5] if has_spread else None)
 
 
 def _numeric(df: pd.DataFrame, name: str, source: str) -> np.ndarray:
