@@ -67,6 +67,7 @@ class AccountT(NamedTuple):
     REALIZED: int = 5  # realised P&L this episode, currency, before costs
     DSR_A: int = 6  # EWMA of returns (differential Sharpe state)
     DSR_B: int = 7  # EWMA of squared returns
+    DAY_EQUITY: int = 8  # equity at the close before the current trading day (daily loss)
 
 
 Account = AccountT()
@@ -80,6 +81,7 @@ class ClockT(NamedTuple):
     START: int = 1  # bar at which the episode started
     STEP: int = 2  # steps taken in this episode
     NEEDS_RESET: int = 3  # 1 after a done step in next-step autoreset mode
+    HALT: int = 4  # a Halt code: trading stopped by a risk rule
 
 
 Clock = ClockT()
@@ -203,3 +205,57 @@ class SeriesFieldT(NamedTuple):
 
 SeriesField = SeriesFieldT()
 N_SERIES = len(SeriesField)
+
+
+class RiskParamT(NamedTuple):
+    """Columns of the per-env risk parameter array ``risk_params`` (n, N_RISK_PARAM)."""
+
+    FRACTION: int = 0  # fixed_fraction sizing
+    TARGET_VOL: int = 1  # vol_target sizing, annualised
+    KELLY_FRACTION: int = 2
+    MAX_WEIGHT: int = 3  # cap on |weight| per asset
+    SL_VALUE: int = 4  # stop loss: fraction or ATR multiple
+    TP_VALUE: int = 5  # take profit
+    TRAIL_VALUE: int = 6  # trailing stop
+    MAX_DAILY_LOSS: int = 7  # fraction of the day's opening equity (0 = off)
+    MAX_DRAWDOWN: int = 8  # fraction from peak (0 = off)
+    MAINT_MARGIN: int = 9  # fraction of gross notional (0 = off)
+
+
+RiskParam = RiskParamT()
+N_RISK_PARAM = len(RiskParam)
+
+
+class HaltT(NamedTuple):
+    NONE: int = 0
+    DAY: int = 1  # max daily loss: no trading until the next trading day
+    EPISODE: int = 2  # drawdown breaker in halt mode: no trading for the rest of the episode
+
+
+Halt = HaltT()
+
+
+class RecordFieldT(NamedTuple):
+    """Float columns of the fill records ``rec_f`` (n, slots, N_RECORD_F)."""
+
+    QTY: int = 0  # signed units
+    PRICE: int = 1  # fill price after slippage
+    COMMISSION: int = 2  # currency
+    SLIPPAGE: int = 3  # currency, |qty| x |price - reference|
+
+
+RecordField = RecordFieldT()
+N_RECORD_F = len(RecordField)
+
+
+class RecordIntT(NamedTuple):
+    """Integer columns of the fill records ``rec_i`` (n, slots, N_RECORD_I)."""
+
+    BAR: int = 0  # bar index of the fill
+    ASSET: int = 1
+    ORDER_TYPE: int = 2  # OrderType
+    REASON: int = 3  # FillReason
+
+
+RecordInt = RecordIntT()
+N_RECORD_I = len(RecordInt)

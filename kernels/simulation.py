@@ -1,35 +1,35 @@
 """Simulation mode: every env generates its own market bar by bar inside the fused step.
 
 Each env draws from its own splitmix64 word (``kernels.rng``), so a path depends only on the
-env's seed and parameters: not on the batch size, on the other envs or on threads. There is no
-shared bar array; the caller keeps one row per env of the state below and an output row
-``out_bar`` that the step reads like a bar of data.
+env's seed and the parameters: not on the batch size, the other envs or the threads. There is no
+shared bar array: the caller keeps the per-env state below and an output row per env that the
+step reads like a bar of data.
 
 Contract
 --------
 * State, struct-of-arrays, env on axis 0: ``close`` float64 (n, A) last close (currency);
   ``dev`` float64 (n, A) AR(1) deviation of the log return; ``h`` float64 (n, A) GARCH(1,1)
-  conditional variance of the next bar's base shock (per bar, log units squared); ``regime``
-  int64 (n,) in {0, 1}; ``bar_index`` int64 (n,) bars generated since the reset (the index of
-  the next bar). ``rng`` uint64 (n,) splitmix64 words.
-* Parameters, every rate PER BAR (conversion from annual figures belongs to the Python layer):
+  conditional variance of the next bar's base shock (log units squared, per bar); ``regime``
+  int64 (n,) in {0, 1}; ``bar_index`` int64 (n,) bars generated since the reset (the index t of
+  the next bar); ``rng`` uint64 (n,) splitmix64 words.
+* Parameters, every rate PER BAR (annual figures are converted by the Python layer):
   ``drift``, ``vol``, ``garch_alpha``, ``garch_beta``, ``ar1``, ``init_price``, ``base_volume``
   float64 (A,); ``chol`` float64 (A, A) lower Cholesky factor of the asset correlation matrix
-  (upper triangle never read); ``jump_intensity`` (probability of one jump per bar and asset),
-  ``jump_mean``, ``jump_std`` (log jump size), ``intrabar_vol`` float scalars;
-  ``regime_p_stay``, ``regime_vol_mult``, ``regime_drift_mult`` float64 (2,).
-* Stress: ``crash_bar`` int64 (n,) (-1 = none), ``crash_size`` float (log gap, e.g.
-  log(0.8)); ``vol_spike_start``, ``drought_start`` int64 (n,) (-1 = none) with scalar int
-  ``*_len`` and float ``*_mult``.
-* Output: ``out_bar`` float64 (n, 5, A); ``sim_next_bar_nb`` fully overwrites row i, indexed
-  ``out_bar[i, BarField.X, a]``. Nothing is validated here (alpha, beta >= 0, alpha + beta < 1,
-  |ar1| < 1, vol >= 0, p in [0, 1]): the Python layer checks inputs once.
+  (upper triangle never read); scalars ``jump_intensity`` (probability of one jump per bar and
+  asset, independent across assets), ``jump_mean``, ``jump_std`` (log jump size),
+  ``intrabar_vol``; ``regime_p_stay``, ``regime_vol_mult``, ``regime_drift_mult`` float64 (2,).
+* Stress: ``crash_bar`` int64 (n,) (-1 = none) and scalar ``crash_size`` (a log gap, e.g.
+  log(0.8) = -20 %); ``vol_spike_start``, ``drought_start`` int64 (n,) (-1 = none) with scalar
+  int ``*_len`` and float ``*_mult``.
+* Output ``out_bar`` float64 (n, 5, A): ``sim_next_bar_nb`` fully overwrites row i, read as
+  ``out_bar[i, BarField.X, a]``. Nothing is validated here (garch_alpha, garch_beta >= 0 with
+  sum < 1, |ar1| < 1, vol >= 0, probabilities in [0, 1]): the Python layer checks inputs once.
 
 Process (env i, asset a, bar t = bar_index[i]; the regime k is shared by the env's assets)
 -----------------------------------------------------------------------------------------
 ::
 
-    k_t     = k_{t-1} if u_regime < regime_p_stay[k_{t-1}] else 1 - k_{t-1}   (t >= 1; k_0 = 0)
+    k_t     = k_{t-1} if u_regime < regime_p_stay[k_{t-1}] else 1 - k_{t-1}  (t >= 1; k_0 = 0)
     m_t     = regime_vol_mult[k_t] * (vol_spike_mult if t in the spike window else 1)
     sigma_t = sqrt(h_t) * m_t
     c_t     = drift * regime_drift_mult[k_t] - sigma_t**2 / 2 - log(1 + jump_intensity * kappa),
@@ -38,71 +38,74 @@ Process (env i, asset a, bar t = bar_index[i]; the regime k is shared by the env
     dev_t   = ar1 * dev_{t-1} + sigma_t * e_t
     J_t     = jump_mean + jump_std * zj  if u_jump < jump_intensity else 0
     r_t     = c_t + dev_t + J_t                  log(close_t / open_t)
-    G_t     = crash_size if t == crash_bar[i] else 0        (the same gap for every asset)
-    open_t  = close_{t-1} * exp(G_t)             no gap except on the crash bar
+    G_t     = crash_size if t == crash_bar[i] else 0     (the same gap for every asset)
+    open_t  = close_{t-1} * exp(G_t)             no gap, except the crash gaps the open
     close_t = open_t * exp(r_t)
     h_{t+1} = omega + garch_alpha * eps_t**2 + garch_beta * h_t,
               eps_t = sqrt(h_t) * e_t,   omega = vol**2 * (1 - garch_alpha - garch_beta)
 
 Drift convention (as ``kernels.markets``): the Ito term and the jump compensator live in c_t,
 so with ar1 = 0, E[close_t / open_t | past] = exp(drift * regime_drift_mult[k_t]): ``drift`` is
-the mean simple return per bar to first order and the mean log return per bar is
-``drift - vol**2 / 2 - log(1 + jump_intensity * kappa)`` in regime 0 (E[h_t] = vol**2 at every
-t, as h starts at vol**2). ``vol`` is the unconditional std of the AR(1) innovation, so the
-unconditional std of r_t (regime 0, no jumps) is ``vol / sqrt(1 - ar1**2)``. With
-garch_alpha = garch_beta = 0, h stays vol**2 exactly and the model is the GBM of
-``kernels.markets``.
+the mean simple return per bar to first order, and the mean log return per bar in regime 0 is
+``drift - vol**2 / 2 - log(1 + jump_intensity * kappa)`` (E[h_t] = vol**2 at every t since h
+starts at vol**2). ``vol`` is the unconditional std of the AR(1) innovation, so the std of r_t
+(regime 0, no jumps) is ``vol / sqrt(1 - ar1**2)``. With garch_alpha = garch_beta = 0, h stays
+vol**2 exactly and the model is the correlated GBM of ``kernels.markets``.
 
-GARCH is driven by the base shock eps_t = sqrt(h_t) e_t, i.e. the realised diffusive shock
-before the regime and vol-spike multipliers m_t, and not by jumps or the crash: feeding m_t in
-would make the recursion explosive (alpha m**2 + beta >= 1) in a high-vol regime, and one crash
-would multiply h by ~100. The multipliers scale volatility on top of a stationary GARCH whose
-mean is vol**2 whatever the regime.
+GARCH is driven by the base shock eps_t = sqrt(h_t) e_t, the realised diffusive shock before
+the regime and spike multipliers m_t, and not by jumps or the crash: feeding m_t back would make
+the recursion explosive (alpha m**2 + beta >= 1) in a high-vol regime, and one crash would lift
+h ~100-fold. The multipliers scale volatility on top of a stationary GARCH of mean vol**2.
 
 Reset (``sim_reset_env_nb``): close = init_price, h = vol**2 (its unconditional mean), regime 0,
-bar_index 0 and dev_{-1} = vol * e / sqrt(1 - ar1**2) with e = chol @ z, the stationary law of
-the AR(1) (exactly so when the assets share ar1; as in ``kernels.markets`` otherwise).
+bar_index 0, and dev = vol * e / sqrt(1 - ar1**2) with e = chol @ z: the stationary law of the
+AR(1) (exact when the assets share ar1; the markets approximation otherwise).
 
-Wicks and volume follow ``kernels.markets``: a Brownian bridge in log space from log open to log
-close with std ``s = intrabar_vol * sigma_t``, whose maximum exceeds the body by
+Wicks and volume as ``kernels.markets``: a Brownian bridge in log space from log open to log
+close with std ``s = intrabar_vol * sigma_t``; its maximum exceeds the body by
 ``(sqrt(r_t**2 + 2 s**2 E) - |r_t|) / 2``, E ~ Exp(1), independent for the high and the low, so
-``low <= min(open, close) <= max(open, close) <= high`` by construction (clamped against
+``0 < low <= min(open, close) <= max(open, close) <= high`` by construction (and clamped against
 rounding). Volume is lognormal around base_volume and rises with the bar's surprise::
 
     V = base_volume * exp(VOLUME_LOG_STD * (zv - VOLUME_LOG_STD / 2)
                           + VOLUME_SHOCK_BETA * (min(S, VOLUME_SURPRISE_CAP) - sqrt(2 / pi)))
         * (drought_mult if t in the drought window else 1)
-    S = |sigma_t e_t + J_t + G_t| / vol    (|e_t m_t| when vol == 0 and nothing jumps, else cap)
+    S = |sigma_t e_t + J_t + G_t| / vol   (|e_t m_t| if vol == 0 and nothing jumps, else the cap)
 
 so high-vol regimes, vol spikes, jumps and the crash bar trade more.
 
-Stress windows: the vol spike multiplies sigma_t (hence the Ito term, the wicks and the
+Stress windows: the vol spike multiplies sigma_t (so also the Ito term, the wicks and the
 surprise) for ``vol_spike_start[i] <= t < vol_spike_start[i] + vol_spike_len``; the drought
-multiplies V for ``drought_start[i] <= t < drought_start[i] + drought_len``; a start < 0 turns
-the window off. Neither changes the random stream, so outside its window a path is identical to
-the unstressed one.
+multiplies V for ``drought_start[i] <= t < drought_start[i] + drought_len``; a negative start
+disables a window. None of the stresses changes the random stream, so outside its window (and
+before the crash) a path is identical to the unstressed one.
 
-Random numbers (per env, from its splitmix64 word, in this order per bar)
--------------------------------------------------------------------------
-1. one uniform for the regime switch, only if t >= 1 and regime_p_stay[k_{t-1}] < 1;
-2. for a = 0 .. A-1: one polar pair (z_t[a], zv[a]);
-3. for a = 0 .. A-1: u_jump (only if jump_intensity > 0), zj (only if that asset jumps: the
-   first of a polar pair), then E_high, E_low.
+Random numbers (env i's splitmix64 word only; per bar, in this order)
+---------------------------------------------------------------------
+1. a uniform for the regime switch, only if t >= 1 and regime_p_stay[k_{t-1}] < 1;
+2. for a = 0 .. A-1: z_t[a], then zv[a] (normals);
+3. for a = 0 .. A-1: u_jump (only if jump_intensity > 0) and zj (only if that asset jumps),
+   then E_high, E_low (exponentials).
 
-``uniform_nb`` = (top 52 bits + 0.5) * 2**-52: 2**52 equally likely values, symmetric about
-1/2, strictly inside (0, 1) and exact (a 53-bit grid offset by half a step is not representable
-in [1/2, 1), so a 53rd bit would round the largest value to 1.0). ``normal_pair_nb`` is
-Marsaglia's polar method: v1, v2 = 2u - 1 (never 0), rejected until s = v1**2 + v2**2 < 1, then
-(v1, v2) * sqrt(-2 log(s) / s) are two independent N(0, 1) (no trigonometry, 4/pi uniform pairs
-per accepted pair on average). ``normal_nb`` returns the first of a pair. ``exponential_nb`` is
--log(u).
+``uniform_nb`` is (top 52 bits + 0.5) * 2**-52: 2**52 equally likely values, symmetric about
+1/2, exact and strictly inside (0, 1). (With 53 bits the half-step offset is not representable
+in [1/2, 1) and the largest value would round to 1.0.) ``normal_nb`` and ``exponential_nb`` are
+the 256-layer ziggurats of ``kernels.markets`` (same tables, Marsaglia & Tsang 2000) fed with
+one splitmix64 word (top 61 bits) 99 % of the time. They replace Box-Muller / the polar method,
+which need a log and a sqrt (and sin/cos, or a rejection loop) per pair: measured at ~30 ns per
+polar pair against ~3 ns per ziggurat draw, the polar method alone took the whole per-bar budget.
+Inside ``sim_next_bar_nb`` the env's word lives in a register (the ``*_word_nb`` forms) and is
+stored back once per bar; the ``(state, i)`` forms advance ``state[i]`` identically.
+Prices use ``exp_nb``, a table exp within 2 ulp of libm and ~2x cheaper than its call.
 """
+
+import math
 
 import numpy as np
 from numba import njit, prange
 
 from kernels.enums import BarField
-from kernels.markets import (
+from kernels.markets import (  # the ziggurat tables are shared with the whole-path generator
     _ZE_F,
     _ZE_K,
     _ZE_R,
@@ -115,101 +118,160 @@ from kernels.markets import (
     VOLUME_SHOCK_BETA,
     VOLUME_SURPRISE_CAP,
 )
-from kernels.rng import next_u64_nb, randint_nb
+from kernels.rng import _GOLDEN, _MIX1, _MIX2, _S27, _S30, _S31, randint_nb
 
 _S3 = np.uint64(3)
 _S12 = np.uint64(12)
 _TWO_M52 = 2.0**-52
 _MEAN_ABS_NORMAL = 0.7978845608028654  # E|N(0, 1)| = sqrt(2 / pi): centres the surprise term
-_OPEN, _HIGH, _LOW, _CLOSE, _VOLUME = (
-    BarField.OPEN, BarField.HIGH, BarField.LOW, BarField.CLOSE, BarField.VOLUME
-)
+_OPEN, _HIGH, _LOW, _CLOSE, _VOLUME = BarField  # plain ints for the kernels
+
+# exp_nb: x = (64 m + j) ln2 / 64 + r with |r| <= ln2 / 128, exp(x) = 2**m * 2**(j / 64) * e**r.
+# ln2 / 64 is split Cody-Waite style (fdlibm's ln2_hi has 21 trailing zero bits, so k * hi is
+# exact for |k| < 2**21); a degree-5 Taylor polynomial is exact to 4e-17 on |r| <= 0.0055.
+_EXP_TABLE = 2.0 ** (np.arange(64) / 64.0)
+_EXP_INV = 64.0 / math.log(2.0)
+_EXP_HI = 6.93147180369123816490e-01 / 64.0
+_EXP_LO = 1.90821492927058770002e-10 / 64.0
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def uniform_nb(state, i):
-    """U(0, 1) for env i: the top 52 bits of one splitmix64 word, offset by half a step."""
-    return (np.float64(next_u64_nb(state, i) >> _S12) + 0.5) * _TWO_M52
+def exp_nb(x):
+    """exp(x) within 2 ulp: a 64-entry table and a degree-5 polynomial (libm outside +-708)."""
+    if not -708.0 < x < 709.0:  # also NaN: overflow, subnormals and NaN go to libm
+        return np.exp(x)
+    kf = np.rint(x * _EXP_INV)
+    r = (x - kf * _EXP_HI) - kf * _EXP_LO
+    k = np.int64(kf)
+    p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0)))))
+    two_m = np.int64(((k >> 6) + 1023) << 52).view(np.float64)  # 2**m from its exponent bits
+    return _EXP_TABLE[k & 63] * p * two_m
+
+
+# ---- per-env random numbers ------------------------------------------------------------------
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _mix_nb(s):
+    """splitmix64 output function of an already advanced word (as ``kernels.rng.next_u64_nb``)."""
+    z = (s ^ (s >> _S30)) * _MIX1
+    z = (z ^ (z >> _S27)) * _MIX2
+    return z ^ (z >> _S31)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def uniform_word_nb(s):
+    """(U(0, 1), advanced word) from the splitmix64 word s: top 52 bits plus half a step."""
+    s = s + _GOLDEN
+    return (np.float64(_mix_nb(s) >> _S12) + 0.5) * _TWO_M52, s
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _normal_slow_nb(state, i, idx, neg, x):
+def _normal_slow_nb(s, idx, neg, x):
     """Finish a normal draw whose first candidate x (layer idx, sign neg) missed the fast path."""
+    # Out of line and on the word, not the array: an array argument costs an atomic
+    # reference-count pair at every call site, even on the fast path.
     while True:
         if idx == 0:
             # Tail beyond R by Marsaglia's method: R + X, X ~ Exp(rate R) kept w.p. exp(-X^2/2).
             while True:
-                xx = -np.log(uniform_nb(state, i)) / _ZN_R
-                yy = -np.log(uniform_nb(state, i))
+                u, s = uniform_word_nb(s)
+                v, s = uniform_word_nb(s)
+                xx = -np.log(u) / _ZN_R
+                yy = -np.log(v)
                 if yy + yy > xx * xx:
-                    return -(_ZN_R + xx) if neg else _ZN_R + xx
+                    return (-(_ZN_R + xx) if neg else _ZN_R + xx), s
         # Wedge: accept if a uniform height inside the layer falls under the density.
-        if _ZN_F[idx] + uniform_nb(state, i) * (_ZN_F[idx - 1] - _ZN_F[idx]) < np.exp(-0.5 * x * x):
-            return -x if neg else x
-        bits = np.int64(next_u64_nb(state, i) >> _S3)
+        u, s = uniform_word_nb(s)
+        if _ZN_F[idx] + u * (_ZN_F[idx - 1] - _ZN_F[idx]) < np.exp(-0.5 * x * x):
+            return (-x if neg else x), s
+        s = s + _GOLDEN
+        bits = np.int64(_mix_nb(s) >> _S3)
         idx = bits & 0xFF
         neg = (bits >> 8) & 1
         mag = bits >> 9
         x = mag * _ZN_W[idx]
         if mag < _ZN_K[idx]:
-            return -x if neg else x
+            return (-x if neg else x), s
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def normal_nb(state, i):
-    """N(0, 1) for env i from the 256-layer ziggurat (one splitmix64 word 99% of the time)."""
-    bits = np.int64(next_u64_nb(state, i) >> _S3)  # 61 bits: 8 layer + 1 sign + 52 magnitude
+def normal_word_nb(s):
+    """(N(0, 1), advanced word) from the splitmix64 word s by the 256-layer ziggurat."""
+    s = s + _GOLDEN
+    bits = np.int64(_mix_nb(s) >> _S3)  # 61 bits: 8 layer + 1 sign + 52 magnitude
     idx = bits & 0xFF
     neg = (bits >> 8) & 1
     mag = bits >> 9
     x = mag * _ZN_W[idx]
     if mag < _ZN_K[idx]:
-        return -x if neg else x
-    return _normal_slow_nb(state, i, idx, neg, x)  # out of line: the inlined fast path stays small
+        return (-x if neg else x), s
+    return _normal_slow_nb(s, idx, neg, x)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _exponential_slow_nb(state, i, idx, x):
+def _exponential_slow_nb(s, idx, x):
     """Finish an exponential draw whose first candidate x (layer idx) missed the fast path."""
     while True:
+        u, s = uniform_word_nb(s)
         if idx == 0:
-            return _ZE_R - np.log(uniform_nb(state, i))  # the tail beyond R is R + Exp(1)
-        if _ZE_F[idx] + uniform_nb(state, i) * (_ZE_F[idx - 1] - _ZE_F[idx]) < np.exp(-x):
-            return x
-        bits = np.int64(next_u64_nb(state, i) >> _S3)
+            return _ZE_R - np.log(u), s  # the tail beyond R is R + Exp(1)
+        if _ZE_F[idx] + u * (_ZE_F[idx - 1] - _ZE_F[idx]) < np.exp(-x):
+            return x, s
+        s = s + _GOLDEN
+        bits = np.int64(_mix_nb(s) >> _S3)
         idx = bits & 0xFF
         mag = bits >> 8
         x = mag * _ZE_W[idx]
         if mag < _ZE_K[idx]:
-            return x
+            return x, s
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def exponential_nb(state, i):
-    """Exp(1) for env i from the 256-layer ziggurat (one splitmix64 word 99% of the time)."""
-    bits = np.int64(next_u64_nb(state, i) >> _S3)  # 61 bits: 8 layer + 53 magnitude
+def exponential_word_nb(s):
+    """(Exp(1), advanced word) from the splitmix64 word s by the 256-layer ziggurat."""
+    s = s + _GOLDEN
+    bits = np.int64(_mix_nb(s) >> _S3)  # 61 bits: 8 layer + 53 magnitude
     idx = bits & 0xFF
     mag = bits >> 8
     x = mag * _ZE_W[idx]
     if mag < _ZE_K[idx]:
-        return x
-    return _exponential_slow_nb(state, i, idx, x)
+        return x, s
+    return _exponential_slow_nb(s, idx, x)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def uniform_nb(state, i):
+    """U(0, 1) for env i (advances state[i] like ``next_u64_nb``)."""
+    u, state[i] = uniform_word_nb(state[i])
+    return u
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def normal_nb(state, i):
+    """N(0, 1) for env i (ziggurat; one word 99 % of the time)."""
+    z, state[i] = normal_word_nb(state[i])
+    return z
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def exponential_nb(state, i):
+    """Exp(1) for env i (ziggurat; one word 99 % of the time)."""
+    x, state[i] = exponential_word_nb(state[i])
+    return x
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def draw_crash_bar_nb(state, i, lo, hi):
-    """Bar index uniform in [lo, hi] (inclusive) for env i's crash (or a stress window start)."""
+    """Bar index uniform in [lo, hi] (inclusive) for env i's crash (or a stress window's start)."""
     return randint_nb(state, i, lo, hi)
 
 
+# ---- the bar kernels -------------------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def sim_reset_env_nb(i, rng, init_price, vol, ar1, chol, close, dev, h, regime, bar_index):
-    """Reset env i: close = init_price, h = vol**2, dev from its stationary law, regime 0, bar 0.
-
-    Draws A normals (one polar pair each, first kept) from rng[i]."""
+    """Reset env i: close = init_price, h = vol**2, dev stationary (A normals), regime 0, bar 0."""
     n_assets = close.shape[1]
     for a in range(n_assets):
-        dev[i, a] = normal_nb(rng, i)  # z, as scratch
+        dev[i, a] = normal_nb(rng, i)  # z, held in dev until e = chol @ z replaces it
     # Backwards, so each slot is overwritten only after the larger assets have read it
     # (chol is lower-triangular: asset a reads z_0 .. z_a).
     for a in range(n_assets - 1, -1, -1):
@@ -237,33 +299,35 @@ def sim_next_bar_nb(
     n_assets = close.shape[1]
     t = bar_index[i]
     k = regime[i]
+    s = rng[i]  # the env's word stays in a register for the whole bar
     if t > 0 and regime_p_stay[k] < 1.0:
-        if uniform_nb(rng, i) >= regime_p_stay[k]:
+        u, s = uniform_word_nb(s)
+        if u >= regime_p_stay[k]:
             k = 1 - k
     vm = regime_vol_mult[k]
     dm = regime_drift_mult[k]
-    if vol_spike_start[i] >= 0 and vol_spike_start[i] <= t < vol_spike_start[i] + vol_spike_len:
+    start = vol_spike_start[i]
+    if start >= 0 and start <= t < start + vol_spike_len:
         vm *= vol_spike_mult
     v_mult = 1.0
-    if drought_start[i] >= 0 and drought_start[i] <= t < drought_start[i] + drought_len:
+    start = drought_start[i]
+    if start >= 0 and start <= t < start + drought_len:
         v_mult = drought_mult
     gap = 0.0
     gap_factor = 1.0
     if t == crash_bar[i]:
         gap = crash_size
         gap_factor = np.exp(crash_size)
-    log_jump_comp = 0.0
     draw_jumps = jump_intensity > 0.0
+    log_jump_comp = 0.0
     if draw_jumps:
-        kappa = np.exp(jump_mean + 0.5 * jump_std * jump_std) - 1.0
-        log_jump_comp = np.log1p(jump_intensity * kappa)
+        log_jump_comp = np.log1p(jump_intensity * (np.exp(jump_mean + 0.5 * jump_std**2) - 1.0))
 
-    # The HIGH and VOLUME slots of the output row hold z and zv until the bar is written: no
-    # scratch allocation in the step.
+    # The HIGH and VOLUME slots of the output row hold z and zv until the bar is written, so
+    # the step allocates no scratch; e = chol @ z then replaces z in place, backwards.
     for a in range(n_assets):
-        out_bar[i, _HIGH, a] = normal_nb(rng, i)
-        out_bar[i, _VOLUME, a] = normal_nb(rng, i)
-    # e = chol @ z in place, backwards (asset a reads z_0 .. z_a only).
+        out_bar[i, _HIGH, a], s = normal_word_nb(s)
+        out_bar[i, _VOLUME, a], s = normal_word_nb(s)
     for a in range(n_assets - 1, -1, -1):
         e = 0.0
         for j in range(a + 1):
@@ -276,31 +340,31 @@ def sim_next_bar_nb(
         h_t = h[i, a]
         ga = garch_alpha[a]
         gb = garch_beta[a]
-        # Without GARCH h == vol**2 exactly and sqrt(vol**2) == vol in IEEE arithmetic: skip it.
-        sd = vol[a] if ga == 0.0 and gb == 0.0 else np.sqrt(h_t)
-        sigma = sd * vm
+        # Without GARCH h == vol**2 exactly, and sqrt(vol**2) == vol in IEEE arithmetic.
+        sigma = (vol[a] if ga == 0.0 and gb == 0.0 else np.sqrt(h_t)) * vm
         shock = sigma * e
         d = ar1[a] * dev[i, a] + shock
-        c = drift[a] * dm - 0.5 * sigma * sigma - log_jump_comp
         jump = 0.0
         if draw_jumps:
-            if uniform_nb(rng, i) < jump_intensity:
-                jump = jump_mean + jump_std * normal_nb(rng, i)
-        r = c + d + jump
+            u, s = uniform_word_nb(s)
+            if u < jump_intensity:
+                zj, s = normal_word_nb(s)
+                jump = jump_mean + jump_std * zj
+        r = drift[a] * dm - 0.5 * sigma * sigma - log_jump_comp + d + jump
         px_open = close[i, a] * gap_factor
-        px_close = px_open * np.exp(r)
+        px_close = px_open * exp_nb(r)
 
-        # Brownian-bridge excess of the high / low over the body, in log units (see markets).
+        # Brownian-bridge excess of the high / low over the body, in log units.
+        e_high, s = exponential_word_nb(s)
+        e_low, s = exponential_word_nb(s)
         s_bar = intrabar_vol * sigma
         two_s2 = 2.0 * s_bar * s_bar
         r2 = r * r
         abs_r = abs(r)
-        x_high = 0.5 * (np.sqrt(r2 + two_s2 * exponential_nb(rng, i)) - abs_r)
-        x_low = 0.5 * (np.sqrt(r2 + two_s2 * exponential_nb(rng, i)) - abs_r)
         body_high = px_close if px_close > px_open else px_open
         body_low = px_open if px_close > px_open else px_close
-        px_high = body_high * np.exp(x_high)
-        px_low = body_low * np.exp(-x_low)
+        px_high = body_high * exp_nb(0.5 * (np.sqrt(r2 + two_s2 * e_high) - abs_r))
+        px_low = body_low * exp_nb(-0.5 * (np.sqrt(r2 + two_s2 * e_low) - abs_r))
 
         move = jump + gap
         if vol[a] > 0.0:
@@ -317,11 +381,12 @@ def sim_next_bar_nb(
         out_bar[i, _HIGH, a] = px_high if px_high > body_high else body_high
         out_bar[i, _LOW, a] = px_low if px_low < body_low else body_low
         out_bar[i, _CLOSE, a] = px_close
-        out_bar[i, _VOLUME, a] = base_volume[a] * np.exp(log_v) * v_mult
-
+        out_bar[i, _VOLUME, a] = base_volume[a] * exp_nb(log_v) * v_mult
+        # omega + alpha * eps**2 + beta * h with eps**2 = h * e**2; exactly vol**2 without GARCH.
         h[i, a] = vol[a] * vol[a] * (1.0 - ga - gb) + (ga * e * e + gb) * h_t
         dev[i, a] = d
         close[i, a] = px_close
+    rng[i] = s
     regime[i] = k
     bar_index[i] = t + 1
 

@@ -31,29 +31,27 @@ import types
 import numpy as np
 from numba import njit, prange
 
-from kernels.costs import (
-    below_min_trade_nb,
-    cap_participation_nb,
-    commission_cost_nb,
-    fill_price_with_slippage_nb,
-    maker_taker_bps_nb,
-    round_lot_nb,
-    slippage_bps_nb,
-)
+from kernels.costs import below_min_trade_nb, cap_participation_nb, round_lot_nb
 from kernels.enums import (
     Account,
     BarField,
     Clock,
     CostParam,
     FillPrice,
+    FillReason,
+    Halt,
     OrderType,
     RewardId,
+    RiskParam,
     SeriesField,
+    SizingRule,
     StepStatus,
+    StopKind,
 )
 from kernels.execution import should_trade_nb
 from kernels.features import write_observation_nb
-from kernels.portfolio import apply_fill_nb, equity_at_nb, target_units_nb, target_weights_nb
+from kernels.fills import execute_fill_nb, flatten_env_nb
+from kernels.portfolio import equity_at_nb, target_units_nb, target_weights_nb
 from kernels.reward import (
     composite_reward_nb,
     differential_sharpe_nb,
@@ -61,13 +59,14 @@ from kernels.reward import (
     pnl_nb,
     zero_reward_nb,
 )
+from kernels.risk import size_weight_nb, stop_exit_nb, stop_levels_nb, update_trail_ref_nb
 from kernels.rng import randint_nb
 
 custom_reward_nb = zero_reward_nb
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def reset_env_nb(i, start, bars, features, acct, position, avg_px, clock, rng, obs,
+def reset_env_nb(i, start, bars, features, acct, position, avg_px, clock, rng, obs, events,
                  first_bar, last_start, window, initial_cash, portfolio_obs, clip):
     """Start env i's episode at bar ``start``, or at a random bar in [first_bar, last_start]
     when start < 0, and write its obs."""
@@ -77,6 +76,9 @@ def reset_env_nb(i, start, bars, features, acct, position, avg_px, clock, rng, o
     acct[i, Account.CASH] = initial_cash
     acct[i, Account.EQUITY] = initial_cash
     acct[i, Account.PEAK] = initial_cash
+    acct[i, Account.DAY_EQUITY] = initial_cash
+    for r in range(events.shape[1]):
+        events[i, r] = 0
     for a in range(position.shape[1]):
         position[i, a] = 0.0
         avg_px[i, a] = 0.0
@@ -84,17 +86,18 @@ def reset_env_nb(i, start, bars, features, acct, position, avg_px, clock, rng, o
     clock[i, Clock.START] = t
     clock[i, Clock.STEP] = 0
     clock[i, Clock.NEEDS_RESET] = 0
+    clock[i, Clock.HALT] = Halt.NONE
     write_observation_nb(features, features.shape[0] // bars.shape[1], t, window, i, position,
                          avg_px, bars, acct, 1.0, portfolio_obs, clip, obs)
 
 
-def _reset_envs(mask, starts, bars, features, acct, position, avg_px, clock, rng, obs,
+def _reset_envs(mask, starts, bars, features, acct, position, avg_px, clock, rng, obs, events,
                 first_bar, last_start, window, initial_cash, portfolio_obs, clip):
     """Reset every env whose mask is True, at starts[i] (or a random bar where it is < 0)."""
     for i in prange(mask.shape[0]):
         if mask[i]:
             reset_env_nb(i, starts[i], bars, features, acct, position, avg_px, clock, rng, obs,
-                         first_bar, last_start, window, initial_cash, portfolio_obs, clip)
+                         events, first_bar, last_start, window, initial_cash, portfolio_obs, clip)
 
 
 def _step_envs(action, bars, features, series, acct, position, avg_px, clock, rng, cost_params,
@@ -102,7 +105,9 @@ def _step_envs(action, bars, features, series, acct, position, avg_px, clock, rn
                final_acct, final_position, final_clock, first_bar, last_start, last_bar,
                episode_length, window, max_leverage,
                initial_cash, bankrupt_fraction, lot_size, fill_mode, dsr_eta, reward_scale,
-               portfolio_obs, clip, same_step, slippage_model, commission_model, allow_short):
+               portfolio_obs, clip, same_step, slippage_model, commission_model, allow_short,
+               risk_params, day, trail_ref, events, rec_f, rec_i, rec_n, sizing_rule, sl_kind,
+               tp_kind, trail_kind, drawdown_halts, periods_per_year, record):
     """Advance every env one bar; return the number of done envs, or -1 (BAD_ACTION) on NaN/inf."""
     n = action.shape[0]
     n_assets = action.shape[1]
@@ -114,8 +119,9 @@ def _step_envs(action, bars, features, series, acct, position, avg_px, clock, rn
                 return -StepStatus.BAD_ACTION
     n_done = 0
     for i in prange(n):
+        rec_n[i] = 0  # records describe this step only
         if clock[i, Clock.NEEDS_RESET] != 0:
-            reset_env_nb(i, -1, bars, features, acct, position, avg_px, clock, rng, obs,
+            reset_env_nb(i, -1, bars, features, acct, position, avg_px, clock, rng, obs, events,
                          first_bar, last_start, window, initial_cash, portfolio_obs, clip)
             reward[i] = 0.0
             terminated[i] = False
@@ -130,7 +136,36 @@ def _step_envs(action, bars, features, series, acct, position, avg_px, clock, rn
         equity_prev = acct[i, Account.EQUITY]
         drawdown_prev = acct[i, Account.DRAWDOWN]
 
+        halt = clock[i, Clock.HALT]
+        if day[f] != day[t]:  # bar f opens a new trading day
+            acct[i, Account.DAY_EQUITY] = equity_prev
+            if halt == Halt.DAY:
+                halt = Halt.NONE
+
         gross = target_weights_nb(action, i, max_leverage, target)
+        if halt != Halt.NONE:
+            for a in range(n_assets):
+                target[i, a] = 0.0
+            gross = 0.0
+        elif sizing_rule != SizingRule.DIRECT or risk_params[i, RiskParam.MAX_WEIGHT] < max_leverage:
+            gross = 0.0
+            for a in range(n_assets):
+                w = target[i, a]
+                sized = size_weight_nb(sizing_rule, w, series[SeriesField.SIGMA, t, a],
+                                       series[SeriesField.RET_MEAN, t, a],
+                                       risk_params[i, RiskParam.FRACTION],
+                                       risk_params[i, RiskParam.TARGET_VOL],
+                                       risk_params[i, RiskParam.KELLY_FRACTION], periods_per_year,
+                                       risk_params[i, RiskParam.MAX_WEIGHT])
+                if sizing_rule == SizingRule.DIRECT and sized != w:
+                    events[i, FillReason.MAX_WEIGHT] += 1
+                target[i, a] = sized
+                gross += abs(sized)
+            if gross > max_leverage:
+                for a in range(n_assets):
+                    target[i, a] *= max_leverage / gross
+                gross = max_leverage
+
         equity_ref = equity_at_nb(acct[i, Account.CASH], position, i, bars, ref_field, ref_t)
         cash = acct[i, Account.CASH]
         cost = 0.0
@@ -139,38 +174,62 @@ def _step_envs(action, bars, features, series, acct, position, avg_px, clock, rn
             units = target_units_nb(target[i, a], equity_ref, ref_px, lot_size)
             if units < 0.0 and not allow_short:
                 units = 0.0
+                events[i, FillReason.SHORT_BLOCKED] += 1
             qty = units - position[i, a]
             if not should_trade_nb(qty, units):
                 continue
             # volume and spread of the bar the order trades in; volume-based estimates of the
             # decision bar t (known when deciding)
-            bar_volume = bars[BarField.VOLUME, ref_t, a]
             max_part = cost_params[i, CostParam.MAX_PARTICIPATION]
             if max_part < 1.0:
-                qty = round_lot_nb(cap_participation_nb(qty, bar_volume, max_part), lot_size)
+                capped = round_lot_nb(
+                    cap_participation_nb(qty, bars[BarField.VOLUME, ref_t, a], max_part),
+                    lot_size)
+                if capped != qty:
+                    events[i, FillReason.PARTIAL] += 1
+                qty = capped
                 if qty == 0.0:
                     continue
             if below_min_trade_nb(qty, ref_px, cost_params[i, CostParam.MIN_TRADE_VALUE]):
+                events[i, FillReason.MIN_TRADE] += 1
                 continue
-            slip = slippage_bps_nb(slippage_model, qty, cost_params[i, CostParam.SLIPPAGE_BPS],
-                                   cost_params[i, CostParam.HALF_SPREAD_BPS],
-                                   series[SeriesField.SPREAD_BPS, ref_t, a], bar_volume,
-                                   series[SeriesField.AVG_VOLUME, t, a],
-                                   series[SeriesField.SIGMA, t, a],
-                                   cost_params[i, CostParam.IMPACT_COEF])
-            px = fill_price_with_slippage_nb(qty, ref_px, slip)
-            fee_bps = maker_taker_bps_nb(OrderType.MARKET, cost_params[i, CostParam.COMMISSION_BPS],
-                                         cost_params[i, CostParam.MAKER_BPS],
-                                         cost_params[i, CostParam.TAKER_BPS])
-            fee = commission_cost_nb(commission_model, qty, px, fee_bps,
-                                     cost_params[i, CostParam.PER_SHARE],
-                                     cost_params[i, CostParam.MIN_COMMISSION])
-            cash -= qty * px + fee
-            cost += fee + abs(qty) * abs(px - ref_px)
-            new_pos, new_avg, realized = apply_fill_nb(position[i, a], avg_px[i, a], qty, px)
-            position[i, a] = new_pos
-            avg_px[i, a] = new_avg
-            acct[i, Account.REALIZED] += realized
+            d_cash, d_cost = execute_fill_nb(i, a, qty, ref_px, ref_t, t, OrderType.MARKET,
+                                             FillReason.SIGNAL, bars, series, cost_params,
+                                             slippage_model, commission_model, acct, position,
+                                             avg_px, trail_ref, record, rec_f, rec_i, rec_n)
+            cash += d_cash
+            cost += d_cost
+
+        # stops inside bar f, on the position held after the fills (gaps exit at the open)
+        if sl_kind != StopKind.NONE or tp_kind != StopKind.NONE or trail_kind != StopKind.NONE:
+            for a in range(n_assets):
+                pos = position[i, a]
+                if pos == 0.0:
+                    continue
+                side = 1.0 if pos > 0.0 else -1.0
+                stop_px, take_px, trail_px = stop_levels_nb(
+                    side, avg_px[i, a], trail_ref[i, a], series[SeriesField.ATR, t, a], sl_kind,
+                    risk_params[i, RiskParam.SL_VALUE], tp_kind,
+                    risk_params[i, RiskParam.TP_VALUE], trail_kind,
+                    risk_params[i, RiskParam.TRAIL_VALUE])
+                exit_px, reason = stop_exit_nb(side, stop_px, take_px, trail_px,
+                                               bars[BarField.OPEN, f, a],
+                                               bars[BarField.HIGH, f, a],
+                                               bars[BarField.LOW, f, a])
+                if reason != FillReason.NONE:
+                    d_cash, d_cost = execute_fill_nb(i, a, -pos, exit_px, f, t, OrderType.STOP,
+                                                     reason, bars, series, cost_params,
+                                                     slippage_model, commission_model, acct,
+                                                     position, avg_px, trail_ref, record, rec_f,
+                                                     rec_i, rec_n)
+                    position[i, a] = 0.0
+                    cash += d_cash
+                    cost += d_cost
+                    events[i, reason] += 1
+                else:
+                    trail_ref[i, a] = update_trail_ref_nb(side, trail_ref[i, a],
+                                                          bars[BarField.HIGH, f, a],
+                                                          bars[BarField.LOW, f, a])
 
         # carry over bar f: borrow fee on short notional, interest on cash
         borrow = cost_params[i, CostParam.BORROW_PER_BAR]
@@ -181,6 +240,38 @@ def _step_envs(action, bars, features, series, acct, position, avg_px, clock, rn
                     cash -= fee
                     cost += fee
         cash += cash * cost_params[i, CostParam.CASH_RATE_PER_BAR]
+
+        # portfolio limits at close f: margin, drawdown breaker, daily loss
+        breaker_terminates = False
+        max_dd = risk_params[i, RiskParam.MAX_DRAWDOWN]
+        max_dl = risk_params[i, RiskParam.MAX_DAILY_LOSS]
+        maint = risk_params[i, RiskParam.MAINT_MARGIN]
+        if maint > 0.0 or max_dd > 0.0 or max_dl > 0.0:
+            equity = equity_at_nb(cash, position, i, bars, BarField.CLOSE, f)
+            gross_notional = 0.0
+            for a in range(n_assets):
+                gross_notional += abs(position[i, a]) * bars[BarField.CLOSE, f, a]
+            peak = max(acct[i, Account.PEAK], equity)
+            reason = FillReason.NONE
+            if maint > 0.0 and gross_notional > 0.0 and equity < maint * gross_notional:
+                reason = FillReason.LIQUIDATION
+            elif max_dd > 0.0 and peak > 0.0 and 1.0 - equity / peak > max_dd:
+                reason = FillReason.DRAWDOWN
+                if drawdown_halts:
+                    halt = Halt.EPISODE
+                else:
+                    breaker_terminates = True
+            elif max_dl > 0.0 and equity < acct[i, Account.DAY_EQUITY] * (1.0 - max_dl):
+                reason = FillReason.DAILY_LOSS
+                halt = Halt.DAY
+            if reason != FillReason.NONE:
+                d_cash, d_cost = flatten_env_nb(i, f, reason, OrderType.MARKET, bars, series,
+                                                cost_params, slippage_model, commission_model,
+                                                acct, position, avg_px, trail_ref, events,
+                                                record, rec_f, rec_i, rec_n)
+                cash += d_cash
+                cost += d_cost
+        clock[i, Clock.HALT] = halt
 
         # mark to market at close f
         equity = equity_at_nb(cash, position, i, bars, BarField.CLOSE, f)
@@ -208,7 +299,8 @@ def _step_envs(action, bars, features, series, acct, position, avg_px, clock, rn
             pnl_nb(equity_prev, equity, initial_cash), dsr, drawdown_prev, drawdown, cost,
             equity_prev, custom)
 
-        term = equity <= bankrupt_fraction * initial_cash or equity <= 0.0
+        term = (equity <= bankrupt_fraction * initial_cash or equity <= 0.0
+                or breaker_terminates)
         trunc = (not term) and (step >= episode_length or f >= last_bar)
         terminated[i] = term
         truncated[i] = trunc
@@ -228,7 +320,8 @@ def _step_envs(action, bars, features, series, acct, position, avg_px, clock, rn
                 for k in range(clock.shape[1]):
                     final_clock[i, k] = clock[i, k]
                 reset_env_nb(i, -1, bars, features, acct, position, avg_px, clock, rng, obs,
-                             first_bar, last_start, window, initial_cash, portfolio_obs, clip)
+                             events, first_bar, last_start, window, initial_cash,
+                             portfolio_obs, clip)
             else:
                 clock[i, Clock.NEEDS_RESET] = 1
     return n_done

@@ -22,13 +22,22 @@ from kernels.enums import (
     N_ACCOUNT,
     N_CLOCK,
     N_COST_PARAM,
+    N_FILL_REASONS,
+    N_RECORD_F,
+    N_RECORD_I,
     N_REWARDS,
+    N_RISK_PARAM,
     Account,
     Clock,
     CostParam,
     FillPrice,
+    RecordField,
+    RecordInt,
     RewardId,
+    RiskParam,
     SeriesField,
+    SizingRule,
+    StopKind,
 )
 from kernels.features import compute_features_nb
 from optrader.config import ConfigError, compose, load_spec
@@ -39,6 +48,10 @@ from optrader.envs.series import market_series
 from optrader.registry import registry
 
 OBS_POOL_SIZE = 4  # observation buffers kept for reuse when copy=True (see _unshared_obs)
+FILL_DTYPE = np.dtype([("env", np.int64), ("bar", np.int64), ("asset", np.int64),
+                       ("side", np.int8), ("qty", np.float64), ("price", np.float64),
+                       ("commission", np.float64), ("slippage", np.float64),
+                       ("order_type", np.int8), ("reason", np.int8)], align=True)
 # Below this many envs the serial kernel wins: starting the thread pool costs ~10 microseconds.
 PARALLEL_MIN_ENVS = 256
 
@@ -214,6 +227,66 @@ class TradingVectorEnv(VectorEnv):
                          spec.reward.dsr_eta, spec.reward.scale, self._portfolio_obs,
                          spec.observation.clip, autoreset_mode == AutoresetMode.SAME_STEP,
                          *self._models)
+        self._build_risk(spec, n, n_assets)
+
+    def _build_risk(self, spec, n: int, n_assets: int) -> None:
+        """Per-env risk parameters, risk state, event counters and fill-record buffers."""
+        rk, ex = spec.risk, spec.execution
+        self._risk_params = np.zeros((n, N_RISK_PARAM))
+        for column, value in ((RiskParam.FRACTION, rk.fraction),
+                              (RiskParam.TARGET_VOL, rk.target_vol),
+                              (RiskParam.KELLY_FRACTION, rk.kelly_fraction),
+                              (RiskParam.MAX_WEIGHT, rk.max_weight),
+                              (RiskParam.SL_VALUE, rk.stop_loss.value),
+                              (RiskParam.TP_VALUE, rk.take_profit.value),
+                              (RiskParam.TRAIL_VALUE, rk.trailing_stop.value),
+                              (RiskParam.MAX_DAILY_LOSS, rk.max_daily_loss),
+                              (RiskParam.MAX_DRAWDOWN, rk.max_drawdown),
+                              (RiskParam.MAINT_MARGIN, rk.maintenance_margin)):
+            self._risk_params[:, column] = value
+        # trading days: UTC calendar days of the bar timestamps (exchange calendars: issue 4)
+        self._day = np.ascontiguousarray(self.market.timestamps // (86_400 * 10**9))
+        self._trail_ref = np.zeros((n, n_assets))
+        self.risk_events = np.zeros((n, N_FILL_REASONS), dtype=np.int64)
+        self._events = self.risk_events
+        slots = 3 * n_assets if ex.record_fills else 1  # agent fill, stop exit, forced close
+        self._rec_f = np.zeros((n, slots, N_RECORD_F))
+        self._rec_i = np.zeros((n, slots, N_RECORD_I), dtype=np.int64)
+        self._rec_n = np.zeros(n, dtype=np.int64)
+        kinds = {name: getattr(StopKind, getattr(rk, name).kind.upper())
+                 for name in ("stop_loss", "take_profit", "trailing_stop")}
+        self._risk_args = (self._risk_params, self._day, self._trail_ref, self._events,
+                           self._rec_f, self._rec_i, self._rec_n,
+                           getattr(SizingRule, rk.sizing.upper()), kinds["stop_loss"],
+                           kinds["take_profit"], kinds["trailing_stop"],
+                           rk.drawdown_action == "halt", float(self.market.periods_per_year),
+                           bool(ex.record_fills))
+
+    def drain_fills(self) -> np.ndarray:
+        """Fills of the last step as a structured array (needs ``execution.record_fills``).
+
+        Fields: env, bar, asset, side (+1 buy / -1 sell), qty (signed units), price,
+        commission, slippage (currency), order_type (kernels.enums.OrderType), reason
+        (kernels.enums.FillReason)."""
+        if not self.config.execution.record_fills:
+            raise RuntimeError("drain_fills: set execution.record_fills=true to keep fill records")
+        counts = self._rec_n
+        env_idx = np.repeat(np.arange(self.num_envs), counts)
+        slot = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        f, k = self._rec_f[env_idx, slot], self._rec_i[env_idx, slot]
+        out = np.empty(env_idx.size, dtype=FILL_DTYPE)
+        out["env"] = env_idx
+        out["bar"] = k[:, RecordInt.BAR]
+        out["asset"] = k[:, RecordInt.ASSET]
+        out["qty"] = f[:, RecordField.QTY]
+        out["side"] = np.sign(out["qty"]).astype(np.int8)
+        out["price"] = f[:, RecordField.PRICE]
+        out["commission"] = f[:, RecordField.COMMISSION]
+        out["slippage"] = f[:, RecordField.SLIPPAGE]
+        out["order_type"] = k[:, RecordInt.ORDER_TYPE]
+        out["reason"] = k[:, RecordInt.REASON]
+        self._rec_n[:] = 0
+        return out
 
     # ------------------------------------------------------------------------------------------
     @property
@@ -269,9 +342,8 @@ class TradingVectorEnv(VectorEnv):
         kmask = self._kernel_mask
         np.copyto(kmask, mask)
         self._reset_kernel(kmask, starts, self.market.bars, self._features_flat, p.acct,
-                           p.position,
-                           p.avg_px_open, e.clock, e.rng, self._obs, s[0], s[1], s[4],
-                           s[6], s[12], s[13])
+                           p.position, p.avg_px_open, e.clock, e.rng, self._obs, self._events,
+                           s[0], s[1], s[4], s[6], s[12], s[13])
         self._rewards[mask] = 0.0
         self._terminations[mask] = False
         self._truncations[mask] = False
@@ -303,7 +375,8 @@ class TradingVectorEnv(VectorEnv):
             p.avg_px_open,
             e.clock, e.rng, self._cost_params, self._reward_weights, self._targets, self._obs,
             self._rewards, self._terminations, self._truncations, self._final_obs,
-            self._final_acct, self._final_position, self._final_clock, *self._scalars)
+            self._final_acct, self._final_position, self._final_clock, *self._scalars,
+            *self._risk_args)
         if n_done < 0:
             bad = np.nonzero(~np.isfinite(actions).all(axis=1))[0]
             raise ValueError(f"actions: expected finite values, got NaN or inf for envs "
@@ -368,6 +441,7 @@ class TradingVectorEnv(VectorEnv):
             "drawdown": acct[:, Account.DRAWDOWN], "_drawdown": m,
             "bar": self.episode.clock[:, Clock.BAR].copy(), "_bar": m,
             "cost": acct[:, Account.COST], "_cost": m,
+            "risk_events": self._events.copy(), "_risk_events": m,
         }
 
     def _add_final(self, info: dict[str, Any]) -> None:
@@ -415,10 +489,8 @@ class TradingVectorEnv(VectorEnv):
 # Keys of the execution and risk groups whose kernel paths are still being built: a value other
 # than the default is refused rather than silently ignored.
 _NOT_YET = {
-    "execution": ("latency", "order_type", "order_offset_bps", "time_in_force", "record_fills"),
-    "risk": ("sizing", "fraction", "target_vol", "kelly_fraction", "max_weight",
-             "stop_loss", "take_profit", "trailing_stop", "max_daily_loss",
-             "max_drawdown", "drawdown_action", "maintenance_margin"),
+    "execution": ("latency", "order_type", "order_offset_bps", "time_in_force"),
+    "risk": (),
 }
 
 

@@ -10,7 +10,11 @@ from kernels.enums import (
     N_ACCOUNT,
     N_CLOCK,
     N_COST_PARAM,
+    N_FILL_REASONS,
+    N_RECORD_F,
+    N_RECORD_I,
     N_REWARDS,
+    N_RISK_PARAM,
     N_SERIES,
     Account,
     Clock,
@@ -18,6 +22,7 @@ from kernels.enums import (
     CostParam,
     FillPrice,
     RewardId,
+    RiskParam,
     SeriesField,
     SlippageModel,
 )
@@ -101,8 +106,15 @@ def run_kernel_and_reference(seed, n_envs, n_assets, n_steps, fill_mode, lot_siz
     last_start = last_bar - episode_length
     initial_cash = 10_000.0
     flat = features.reshape(-1)
+    events = np.zeros((n_envs, N_FILL_REASONS), dtype=np.int64)
+    risk_params = np.zeros((n_envs, N_RISK_PARAM))
+    risk_params[:, RiskParam.MAX_WEIGHT] = 100.0
+    risk_args = (risk_params, np.arange(n_bars, dtype=np.int64), np.zeros((n_envs, n_assets)),
+                 events, np.zeros((n_envs, 1, N_RECORD_F)),
+                 np.zeros((n_envs, 1, N_RECORD_I), dtype=np.int64),
+                 np.zeros(n_envs, dtype=np.int64), 0, 0, 0, 0, False, 252.0, False)
     reset_envs_nb(np.ones(n_envs, dtype=np.bool_), np.full(n_envs, -1), bars, flat, acct,
-                  position, avg_px, clock, rng_state, obs, first_bar, last_start, window, initial_cash, True, 10.0)
+                  position, avg_px, clock, rng_state, obs, events, first_bar, last_start, window, initial_cash, True, 10.0)
     refs = []
     lists = as_lists(bars)
     ref_feats = features.astype(np.float64).tolist()
@@ -134,7 +146,7 @@ def run_kernel_and_reference(seed, n_envs, n_assets, n_steps, fill_mode, lot_siz
                         cost_params, reward_w, target, obs, reward, term, trunc, *final,
                         first_bar, last_start, last_bar, episode_length, window, max_leverage,
                         initial_cash, 0.5, lot_size, fill_mode, 0.01, 1.0, True, 10.0,
-                        same_step, *models)
+                        same_step, *models, *risk_args)
         assert n_done == int(np.sum(term | trunc))
         for i in range(n_envs):
             if expected[i] is None:  # next-step autoreset: obs of a fresh episode, reward 0
@@ -200,7 +212,10 @@ def test_bad_action_changes_nothing():
                           np.zeros((n, size), np.float32), np.zeros((n, N_ACCOUNT)),
                           np.zeros((n, 1)), np.zeros((n, N_CLOCK), np.int64),
                           1, 10, 29, 5, 2, 1.0, 1.0, 0.5, 0.0, 0, 0.01, 1.0, True, 10.0, False,
-                          0, 0, True)
+                          0, 0, True, np.zeros((n, N_RISK_PARAM)), np.arange(30),
+                          np.zeros((n, 1)), np.zeros((n, N_FILL_REASONS), np.int64),
+                          np.zeros((n, 1, N_RECORD_F)), np.zeros((n, 1, N_RECORD_I), np.int64),
+                          np.zeros(n, np.int64), 0, 0, 0, 0, False, 252.0, False)
     assert status < 0
     np.testing.assert_array_equal(acct, before[0])
     np.testing.assert_array_equal(position, before[1])
