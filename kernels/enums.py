@@ -259,3 +259,18 @@ class RecordIntT(NamedTuple):
 
 RecordInt = RecordIntT()
 N_RECORD_I = len(RecordInt)
+
+
+class WorkingOrderT(NamedTuple):
+    """Float columns of the per-env, per-asset working orders ``orders`` (n, A, N_ORDER)."""
+
+    TYPE: int = 0  # OrderType code, or -1 when no order is working
+    SIDE: int = 1  # +1 buy / -1 sell
+    PRICE: int = 2  # limit or stop price
+    WEIGHT: int = 3  # the target weight the order trades toward
+    AGE: int = 4  # bars it has waited
+
+
+WorkingOrder = WorkingOrderT()
+N_ORDER = len(WorkingOrder)
+NO_ORDER = -1.0

@@ -15,7 +15,15 @@ from kernels.costs import (
     maker_taker_bps_nb,
     slippage_bps_nb,
 )
-from kernels.enums import Account, BarField, CostParam, RecordField, RecordInt, SeriesField
+from kernels.enums import (
+    Account,
+    BarField,
+    CostParam,
+    OrderType,
+    RecordField,
+    RecordInt,
+    SeriesField,
+)
 from kernels.portfolio import apply_fill_nb
 
 
@@ -26,8 +34,9 @@ def execute_fill_nb(i, a, qty, ref_px, fill_t, decision_t, order_type, reason, b
     """Fill ``qty`` of asset a for env i around ``ref_px`` in bar ``fill_t``.
 
     Returns (cash change, cost) in currency; updates position, average price, realised P&L and
-    the trailing reference (reset to the fill price when a position opens or flips)."""
-    slip = slippage_bps_nb(slippage_model, qty, cost_params[i, CostParam.SLIPPAGE_BPS],
+    the trailing reference (reset to the fill price when a position opens or flips). A limit
+    order fills at its limit or better, so it pays no slippage; market and stop orders do."""
+    slip = 0.0 if order_type == OrderType.LIMIT else slippage_bps_nb(slippage_model, qty, cost_params[i, CostParam.SLIPPAGE_BPS],
                            cost_params[i, CostParam.HALF_SPREAD_BPS],
                            series[SeriesField.SPREAD_BPS, fill_t, a],
                            bars[BarField.VOLUME, fill_t, a],

@@ -82,21 +82,35 @@ before the crash) a path is identical to the unstressed one.
 
 Random numbers (env i's splitmix64 word only; per bar, in this order)
 ---------------------------------------------------------------------
-1. a uniform for the regime switch, only if t >= 1 and regime_p_stay[k_{t-1}] < 1;
-2. for a = 0 .. A-1: z_t[a], then zv[a] (normals);
-3. for a = 0 .. A-1: u_jump (only if jump_intensity > 0) and zj (only if that asset jumps),
-   then E_high, E_low (exponentials).
+1. for a = 0 .. A-1: z_t[a], zv[a], then zj[a] only if jump_intensity > 0 (normals);
+2. for a = A-1 .. 0 (backwards, see Cost): u_jump only if jump_intensity > 0, then E_high,
+   E_low (exponentials);
+3. the uniform that picks k_{t+1}, only if regime_p_stay[k_t] < 1 (so ``regime[i]`` always
+   holds the regime of the next bar, like ``h`` and ``bar_index``).
 
 ``uniform_nb`` is (top 52 bits + 0.5) * 2**-52: 2**52 equally likely values, symmetric about
 1/2, exact and strictly inside (0, 1). (With 53 bits the half-step offset is not representable
 in [1/2, 1) and the largest value would round to 1.0.) ``normal_nb`` and ``exponential_nb`` are
 the 256-layer ziggurats of ``kernels.markets`` (same tables, Marsaglia & Tsang 2000) fed with
-one splitmix64 word (top 61 bits) 99 % of the time. They replace Box-Muller / the polar method,
-which need a log and a sqrt (and sin/cos, or a rejection loop) per pair: measured at ~30 ns per
-polar pair against ~3 ns per ziggurat draw, the polar method alone took the whole per-bar budget.
-Inside ``sim_next_bar_nb`` the env's word lives in a register (the ``*_word_nb`` forms) and is
-stored back once per bar; the ``(state, i)`` forms advance ``state[i]`` identically.
-Prices use ``exp_nb``, a table exp within 2 ulp of libm and ~2x cheaper than its call.
+the top 61 bits of one splitmix64 word 98.8 % of the time, further words on the rare wedge or
+tail. They replace Box-Muller / the polar method, which need a log and a sqrt (and sin/cos, or a
+rejection loop) per pair: ~30 ns per polar pair against ~3 ns per ziggurat draw here, so the
+polar method alone took the whole per-bar budget. The ``*_word_nb`` forms map a word to
+(draw, advanced word) so that the bar kernel keeps the env's word in a register; the
+``(state, i)`` forms advance ``state[i]`` identically.
+
+Cost
+----
+``sim_next_bar_nb`` and everything it calls are ``inline="always"``, to be fused into the
+caller's env loop. Numba increments the reference count of every array argument of an inlined
+call and decrements it where the array is last used; its pruning pass removes these ~20 atomic
+pairs per env-bar (which would triple the cost) only if (1) nothing in the loop body calls out
+of line or can raise (hence inlined ziggurat slow paths and no tuple indexing, which can raise
+IndexError; the caller's loop body must obey this too) and (2) the arrays die together: the
+small arrays are read before the first branch, all the others are used in the last asset loop
+or after it (hence the backwards loop that computes chol @ z in place). ``exp_nb`` replaces libm's exp (a table, within 2 ulp, no
+call). Measured on one thread, plain GBM (A = 1): ~60 ns per asset-bar, ~16 M/s, about twice
+the cost of a bare loop of the same four draws, four exps and two square roots.
 """
 
 import math
@@ -128,7 +142,9 @@ _OPEN, _HIGH, _LOW, _CLOSE, _VOLUME = BarField  # plain ints for the kernels
 
 # exp_nb: x = (64 m + j) ln2 / 64 + r with |r| <= ln2 / 128, exp(x) = 2**m * 2**(j / 64) * e**r.
 # ln2 / 64 is split Cody-Waite style (fdlibm's ln2_hi has 21 trailing zero bits, so k * hi is
-# exact for |k| < 2**21); a degree-5 Taylor polynomial is exact to 4e-17 on |r| <= 0.0055.
+# exact for |k| < 2**21); the degree-5 Taylor polynomial is exact to 4e-17 on |r| <= 0.0055 and
+# is evaluated by Estrin's scheme (half the latency of Horner's). 2**m is applied as two exact
+# powers of two so that overflow to inf and gradual underflow need no branch.
 _EXP_TABLE = 2.0 ** (np.arange(64) / 64.0)
 _EXP_INV = 64.0 / math.log(2.0)
 _EXP_HI = 6.93147180369123816490e-01 / 64.0
@@ -137,18 +153,30 @@ _EXP_LO = 1.90821492927058770002e-10 / 64.0
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def exp_nb(x):
-    """exp(x) within 2 ulp: a 64-entry table and a degree-5 polynomial (libm outside +-708)."""
-    if not -708.0 < x < 709.0:  # also NaN: overflow, subnormals and NaN go to libm
-        return np.exp(x)
+    """exp(x) within 2 ulp for normal results, with no libm call (64-entry table, degree 5)."""
+    wide = not abs(x) < 708.0  # also NaN
+    if wide:
+        if np.isnan(x):
+            return x
+        x = min(max(x, -746.0), 710.0)  # exp is 0 or inf beyond
     kf = np.rint(x * _EXP_INV)
     r = (x - kf * _EXP_HI) - kf * _EXP_LO
+    r2 = r * r
+    p = (1.0 + r) + r2 * ((0.5 + r * (1.0 / 6.0)) + r2 * (1.0 / 24.0 + r * (1.0 / 120.0)))
     k = np.int64(kf)
-    p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0)))))
-    two_m = np.int64(((k >> 6) + 1023) << 52).view(np.float64)  # 2**m from its exponent bits
-    return _EXP_TABLE[k & 63] * p * two_m
+    p *= _EXP_TABLE[k & 63]
+    m = k >> 6
+    if wide:
+        # 2**m in two exact factors, both normal for m in [-1077, 1024]: overflow to inf and
+        # gradual underflow come out of the multiplications.
+        m1 = m >> 1
+        p *= np.int64((m1 + 1023) << 52).view(np.float64)
+        m -= m1
+    return p * np.int64((m + 1023) << 52).view(np.float64)  # 2**m from its exponent bits
 
 
 # ---- per-env random numbers ------------------------------------------------------------------
+# Everything here is inlined, the rare ziggurat slow paths included (see Cost in the docstring).
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _mix_nb(s):
     """splitmix64 output function of an already advanced word (as ``kernels.rng.next_u64_nb``)."""
@@ -164,97 +192,68 @@ def uniform_word_nb(s):
     return (np.float64(_mix_nb(s) >> _S12) + 0.5) * _TWO_M52, s
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def _normal_slow_nb(s, idx, neg, x):
-    """Finish a normal draw whose first candidate x (layer idx, sign neg) missed the fast path."""
-    # Out of line and on the word, not the array: an array argument costs an atomic
-    # reference-count pair at every call site, even on the fast path.
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def normal_word_nb(s):
+    """(N(0, 1), advanced word) from the splitmix64 word s by the 256-layer ziggurat."""
     while True:
-        if idx == 0:
-            # Tail beyond R by Marsaglia's method: R + X, X ~ Exp(rate R) kept w.p. exp(-X^2/2).
-            while True:
-                u, s = uniform_word_nb(s)
-                v, s = uniform_word_nb(s)
-                xx = -np.log(u) / _ZN_R
-                yy = -np.log(v)
-                if yy + yy > xx * xx:
-                    return (-(_ZN_R + xx) if neg else _ZN_R + xx), s
-        # Wedge: accept if a uniform height inside the layer falls under the density.
-        u, s = uniform_word_nb(s)
-        if _ZN_F[idx] + u * (_ZN_F[idx - 1] - _ZN_F[idx]) < np.exp(-0.5 * x * x):
-            return (-x if neg else x), s
         s = s + _GOLDEN
-        bits = np.int64(_mix_nb(s) >> _S3)
+        bits = np.int64(_mix_nb(s) >> _S3)  # 61 bits: 8 layer + 1 sign + 52 magnitude
         idx = bits & 0xFF
         neg = (bits >> 8) & 1
         mag = bits >> 9
         x = mag * _ZN_W[idx]
-        if mag < _ZN_K[idx]:
+        if mag < _ZN_K[idx]:  # inside the layer's rectangle: 98.8 % of the draws
             return (-x if neg else x), s
-
-
-@njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def normal_word_nb(s):
-    """(N(0, 1), advanced word) from the splitmix64 word s by the 256-layer ziggurat."""
-    s = s + _GOLDEN
-    bits = np.int64(_mix_nb(s) >> _S3)  # 61 bits: 8 layer + 1 sign + 52 magnitude
-    idx = bits & 0xFF
-    neg = (bits >> 8) & 1
-    mag = bits >> 9
-    x = mag * _ZN_W[idx]
-    if mag < _ZN_K[idx]:
-        return (-x if neg else x), s
-    return _normal_slow_nb(s, idx, neg, x)
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _exponential_slow_nb(s, idx, x):
-    """Finish an exponential draw whose first candidate x (layer idx) missed the fast path."""
-    while True:
-        u, s = uniform_word_nb(s)
         if idx == 0:
-            return _ZE_R - np.log(u), s  # the tail beyond R is R + Exp(1)
-        if _ZE_F[idx] + u * (_ZE_F[idx - 1] - _ZE_F[idx]) < np.exp(-x):
-            return x, s
-        s = s + _GOLDEN
-        bits = np.int64(_mix_nb(s) >> _S3)
-        idx = bits & 0xFF
-        mag = bits >> 8
-        x = mag * _ZE_W[idx]
-        if mag < _ZE_K[idx]:
-            return x, s
+            # Tail beyond R by Marsaglia's method: R + X, X ~ Exp(rate R) kept w.p. exp(-X^2/2).
+            while True:
+                u1, s = uniform_word_nb(s)
+                u2, s = uniform_word_nb(s)
+                xx = -np.log(u1) / _ZN_R
+                yy = -np.log(u2)
+                if yy + yy > xx * xx:
+                    return (-(_ZN_R + xx) if neg else _ZN_R + xx), s
+        # Wedge: accept if a uniform height inside the layer falls under the density.
+        u1, s = uniform_word_nb(s)
+        if _ZN_F[idx] + u1 * (_ZN_F[idx - 1] - _ZN_F[idx]) < np.exp(-0.5 * x * x):
+            return (-x if neg else x), s
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def exponential_word_nb(s):
     """(Exp(1), advanced word) from the splitmix64 word s by the 256-layer ziggurat."""
-    s = s + _GOLDEN
-    bits = np.int64(_mix_nb(s) >> _S3)  # 61 bits: 8 layer + 53 magnitude
-    idx = bits & 0xFF
-    mag = bits >> 8
-    x = mag * _ZE_W[idx]
-    if mag < _ZE_K[idx]:
-        return x, s
-    return _exponential_slow_nb(s, idx, x)
+    while True:
+        s = s + _GOLDEN
+        bits = np.int64(_mix_nb(s) >> _S3)  # 61 bits: 8 layer + 53 magnitude
+        idx = bits & 0xFF
+        mag = bits >> 8
+        x = mag * _ZE_W[idx]
+        if mag < _ZE_K[idx]:  # 98.9 % of the draws
+            return x, s
+        u1, s = uniform_word_nb(s)
+        if idx == 0:
+            return _ZE_R - np.log(u1), s  # the tail beyond R is R + Exp(1)
+        if _ZE_F[idx] + u1 * (_ZE_F[idx - 1] - _ZE_F[idx]) < np.exp(-x):
+            return x, s
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def uniform_nb(state, i):
-    """U(0, 1) for env i (advances state[i] like ``next_u64_nb``)."""
+    """U(0, 1) for env i (one splitmix64 step of state[i], as ``next_u64_nb``)."""
     u, state[i] = uniform_word_nb(state[i])
     return u
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def normal_nb(state, i):
-    """N(0, 1) for env i (ziggurat; one word 99 % of the time)."""
+    """N(0, 1) for env i (ziggurat; one splitmix64 step 98.8 % of the time)."""
     z, state[i] = normal_word_nb(state[i])
     return z
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def exponential_nb(state, i):
-    """Exp(1) for env i (ziggurat; one word 99 % of the time)."""
+    """Exp(1) for env i (ziggurat; one splitmix64 step 98.9 % of the time)."""
     x, state[i] = exponential_word_nb(state[i])
     return x
 
@@ -270,8 +269,9 @@ def draw_crash_bar_nb(state, i, lo, hi):
 def sim_reset_env_nb(i, rng, init_price, vol, ar1, chol, close, dev, h, regime, bar_index):
     """Reset env i: close = init_price, h = vol**2, dev stationary (A normals), regime 0, bar 0."""
     n_assets = close.shape[1]
+    s = rng[i]
     for a in range(n_assets):
-        dev[i, a] = normal_nb(rng, i)  # z, held in dev until e = chol @ z replaces it
+        dev[i, a], s = normal_word_nb(s)  # z, held in dev until e = chol @ z replaces it
     # Backwards, so each slot is overwritten only after the larger assets have read it
     # (chol is lower-triangular: asset a reads z_0 .. z_a).
     for a in range(n_assets - 1, -1, -1):
@@ -279,9 +279,9 @@ def sim_reset_env_nb(i, rng, init_price, vol, ar1, chol, close, dev, h, regime, 
         for j in range(a + 1):
             e += chol[a, j] * dev[i, j]
         dev[i, a] = vol[a] * e / np.sqrt(1.0 - ar1[a] * ar1[a])
-    for a in range(n_assets):
         close[i, a] = init_price[a]
         h[i, a] = vol[a] * vol[a]
+    rng[i] = s
     regime[i] = 0
     bar_index[i] = 0
 
@@ -296,67 +296,74 @@ def sim_next_bar_nb(
     close, dev, h, regime, bar_index, out_bar,
 ):
     """Write env i's next bar into out_bar[i] (5, A) and advance its state by one bar."""
+    # Layout for speed (see Cost in the module docstring): the small arrays are read here,
+    # before any branch, and the others last in the final asset loop or after it.
     n_assets = close.shape[1]
     t = bar_index[i]
     k = regime[i]
-    s = rng[i]  # the env's word stays in a register for the whole bar
-    if t > 0 and regime_p_stay[k] < 1.0:
-        u, s = uniform_word_nb(s)
-        if u >= regime_p_stay[k]:
-            k = 1 - k
+    s = rng[i]
+    p_stay = regime_p_stay[k]
     vm = regime_vol_mult[k]
     dm = regime_drift_mult[k]
-    start = vol_spike_start[i]
-    if start >= 0 and start <= t < start + vol_spike_len:
+    crash_t = crash_bar[i]
+    spike_t = vol_spike_start[i]
+    drought_t = drought_start[i]
+
+    if 0 <= spike_t <= t < spike_t + vol_spike_len:
         vm *= vol_spike_mult
-    v_mult = 1.0
-    start = drought_start[i]
-    if start >= 0 and start <= t < start + drought_len:
-        v_mult = drought_mult
+    v_mult = drought_mult if 0 <= drought_t <= t < drought_t + drought_len else 1.0
     gap = 0.0
     gap_factor = 1.0
-    if t == crash_bar[i]:
+    if t == crash_t:
         gap = crash_size
-        gap_factor = np.exp(crash_size)
+        gap_factor = exp_nb(crash_size)
     draw_jumps = jump_intensity > 0.0
     log_jump_comp = 0.0
     if draw_jumps:
         log_jump_comp = np.log1p(jump_intensity * (np.exp(jump_mean + 0.5 * jump_std**2) - 1.0))
 
-    # The HIGH and VOLUME slots of the output row hold z and zv until the bar is written, so
-    # the step allocates no scratch; e = chol @ z then replaces z in place, backwards.
+    # Normals into the output row, which is scratch until the bar is written: z in HIGH, zv in
+    # VOLUME, zj in LOW. One draw site in a loop keeps the inlined ziggurat small.
+    n_normals = 3 if draw_jumps else 2
     for a in range(n_assets):
-        out_bar[i, _HIGH, a], s = normal_word_nb(s)
-        out_bar[i, _VOLUME, a], s = normal_word_nb(s)
+        for q in range(n_normals):
+            x, s = normal_word_nb(s)
+            # q = 0, 1, 2 -> HIGH, VOLUME, LOW (arithmetic: a tuple lookup could raise)
+            out_bar[i, _HIGH + 3 * q - 5 * (q >> 1), a] = x
+
+    # Backwards: e = chol @ z replaces z in place (asset a reads z_0 .. z_a only).
     for a in range(n_assets - 1, -1, -1):
         e = 0.0
         for j in range(a + 1):
             e += chol[a, j] * out_bar[i, _HIGH, j]
-        out_bar[i, _HIGH, a] = e
-
-    for a in range(n_assets):
-        e = out_bar[i, _HIGH, a]
-        zv = out_bar[i, _VOLUME, a]
         h_t = h[i, a]
+        vol_a = vol[a]
         ga = garch_alpha[a]
         gb = garch_beta[a]
+        no_garch = ga == 0.0 and gb == 0.0
         # Without GARCH h == vol**2 exactly, and sqrt(vol**2) == vol in IEEE arithmetic.
-        sigma = (vol[a] if ga == 0.0 and gb == 0.0 else np.sqrt(h_t)) * vm
+        sd = vol_a if no_garch else np.sqrt(h_t)
+        sigma = sd * vm
         shock = sigma * e
         d = ar1[a] * dev[i, a] + shock
         jump = 0.0
         if draw_jumps:
             u, s = uniform_word_nb(s)
             if u < jump_intensity:
-                zj, s = normal_word_nb(s)
-                jump = jump_mean + jump_std * zj
+                jump = jump_mean + jump_std * out_bar[i, _LOW, a]
         r = drift[a] * dm - 0.5 * sigma * sigma - log_jump_comp + d + jump
         px_open = close[i, a] * gap_factor
         px_close = px_open * exp_nb(r)
 
         # Brownian-bridge excess of the high / low over the body, in log units.
-        e_high, s = exponential_word_nb(s)
-        e_low, s = exponential_word_nb(s)
+        e_high = 0.0
+        e_low = 0.0
+        for q in range(2):  # one draw site (see the normals)
+            x, s = exponential_word_nb(s)
+            if q == 0:
+                e_high = x
+            else:
+                e_low = x
         s_bar = intrabar_vol * sigma
         two_s2 = 2.0 * s_bar * s_bar
         r2 = r * r
@@ -366,15 +373,19 @@ def sim_next_bar_nb(
         px_high = body_high * exp_nb(0.5 * (np.sqrt(r2 + two_s2 * e_high) - abs_r))
         px_low = body_low * exp_nb(-0.5 * (np.sqrt(r2 + two_s2 * e_low) - abs_r))
 
+        # |sigma e + J + G| / vol, as e m sqrt(h) / vol + (J + G) / vol: no division on the
+        # common bar (no GARCH, no jump).
+        x = e * vm
+        if not no_garch and vol_a > 0.0:
+            x *= sd / vol_a
         move = jump + gap
-        if vol[a] > 0.0:
-            surprise = abs(shock + move) / vol[a]
-        else:
-            surprise = abs(e * vm) if move == 0.0 else VOLUME_SURPRISE_CAP
+        if move != 0.0:
+            x = x + move / vol_a if vol_a > 0.0 else VOLUME_SURPRISE_CAP
+        surprise = abs(x)
         if surprise > VOLUME_SURPRISE_CAP:
             surprise = VOLUME_SURPRISE_CAP
-        log_v = VOLUME_LOG_STD * (zv - 0.5 * VOLUME_LOG_STD) + VOLUME_SHOCK_BETA * (
-            surprise - _MEAN_ABS_NORMAL
+        log_v = VOLUME_LOG_STD * (out_bar[i, _VOLUME, a] - 0.5 * VOLUME_LOG_STD) + (
+            VOLUME_SHOCK_BETA * (surprise - _MEAN_ABS_NORMAL)
         )
 
         out_bar[i, _OPEN, a] = px_open
@@ -382,10 +393,16 @@ def sim_next_bar_nb(
         out_bar[i, _LOW, a] = px_low if px_low < body_low else body_low
         out_bar[i, _CLOSE, a] = px_close
         out_bar[i, _VOLUME, a] = base_volume[a] * exp_nb(log_v) * v_mult
-        # omega + alpha * eps**2 + beta * h with eps**2 = h * e**2; exactly vol**2 without GARCH.
-        h[i, a] = vol[a] * vol[a] * (1.0 - ga - gb) + (ga * e * e + gb) * h_t
+        # omega + alpha eps**2 + beta h with eps**2 = h e**2; exactly vol**2 without GARCH.
+        h[i, a] = vol_a * vol_a * (1.0 - ga - gb) + (ga * e * e + gb) * h_t
         dev[i, a] = d
         close[i, a] = px_close
+
+    # The regime of the next bar (k_{t+1}), drawn last.
+    if p_stay < 1.0:
+        u, s = uniform_word_nb(s)
+        if u >= p_stay:
+            k = 1 - k
     rng[i] = s
     regime[i] = k
     bar_index[i] = t + 1

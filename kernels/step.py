@@ -33,6 +33,7 @@ from numba import njit, prange
 
 from kernels.costs import below_min_trade_nb, cap_participation_nb, round_lot_nb
 from kernels.enums import (
+    NO_ORDER,
     Account,
     BarField,
     Clock,
@@ -47,10 +48,12 @@ from kernels.enums import (
     SizingRule,
     StepStatus,
     StopKind,
+    WorkingOrder,
 )
 from kernels.execution import should_trade_nb
 from kernels.features import write_observation_nb
 from kernels.fills import execute_fill_nb, flatten_env_nb
+from kernels.orders import order_expired_nb, order_fill_nb, order_price_nb
 from kernels.portfolio import equity_at_nb, target_units_nb, target_weights_nb
 from kernels.reward import (
     composite_reward_nb,
@@ -67,7 +70,7 @@ custom_reward_nb = zero_reward_nb
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def reset_env_nb(i, start, bars, features, acct, position, avg_px, clock, rng, obs, events,
-                 first_bar, last_start, window, initial_cash, portfolio_obs, clip):
+                 orders, first_bar, last_start, window, initial_cash, portfolio_obs, clip):
     """Start env i's episode at bar ``start``, or at a random bar in [first_bar, last_start]
     when start < 0, and write its obs."""
     t = start if start >= 0 else randint_nb(rng, i, first_bar, last_start)
@@ -79,6 +82,8 @@ def reset_env_nb(i, start, bars, features, acct, position, avg_px, clock, rng, o
     acct[i, Account.DAY_EQUITY] = initial_cash
     for r in range(events.shape[1]):
         events[i, r] = 0
+    for a in range(orders.shape[1]):
+        orders[i, a, WorkingOrder.TYPE] = NO_ORDER
     for a in range(position.shape[1]):
         position[i, a] = 0.0
         avg_px[i, a] = 0.0
@@ -91,13 +96,48 @@ def reset_env_nb(i, start, bars, features, acct, position, avg_px, clock, rng, o
                          avg_px, bars, acct, 1.0, portfolio_obs, clip, obs)
 
 
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _fill_order(i, a, qty, ref_px, fill_t, decision_t, order_type, bars, series, cost_params,
+                slippage_model, commission_model, acct, position, avg_px, trail_ref, events,
+                record, rec_f, rec_i, rec_n, lot_size, cash, cost):
+    """An agent order after the participation cap and minimum trade value; returns the new
+    (cash, cost)."""
+    max_part = cost_params[i, CostParam.MAX_PARTICIPATION]
+    if max_part < 1.0:
+        capped = round_lot_nb(cap_participation_nb(qty, bars[BarField.VOLUME, fill_t, a],
+                                                   max_part), lot_size)
+        if capped != qty:
+            events[i, FillReason.PARTIAL] += 1
+        qty = capped
+        if qty == 0.0:
+            return cash, cost
+    if below_min_trade_nb(qty, ref_px, cost_params[i, CostParam.MIN_TRADE_VALUE]):
+        events[i, FillReason.MIN_TRADE] += 1
+        return cash, cost
+    d_cash, d_cost = execute_fill_nb(i, a, qty, ref_px, fill_t, decision_t, order_type,
+                                     FillReason.SIGNAL, bars, series, cost_params,
+                                     slippage_model, commission_model, acct, position, avg_px,
+                                     trail_ref, record, rec_f, rec_i, rec_n)
+    return cash + d_cash, cost + d_cost
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _value_except(position, i, skip, bars, t):
+    """Value at bar t's open of env i's positions other than asset ``skip``."""
+    v = 0.0
+    for a in range(position.shape[1]):
+        if a != skip:
+            v += position[i, a] * bars[BarField.OPEN, t, a]
+    return v
+
+
 def _reset_envs(mask, starts, bars, features, acct, position, avg_px, clock, rng, obs, events,
-                first_bar, last_start, window, initial_cash, portfolio_obs, clip):
+                orders, first_bar, last_start, window, initial_cash, portfolio_obs, clip):
     """Reset every env whose mask is True, at starts[i] (or a random bar where it is < 0)."""
     for i in prange(mask.shape[0]):
         if mask[i]:
             reset_env_nb(i, starts[i], bars, features, acct, position, avg_px, clock, rng, obs,
-                         events, first_bar, last_start, window, initial_cash, portfolio_obs, clip)
+                         events, orders, first_bar, last_start, window, initial_cash, portfolio_obs, clip)
 
 
 def _step_envs(action, bars, features, series, acct, position, avg_px, clock, rng, cost_params,
@@ -107,7 +147,9 @@ def _step_envs(action, bars, features, series, acct, position, avg_px, clock, rn
                initial_cash, bankrupt_fraction, lot_size, fill_mode, dsr_eta, reward_scale,
                portfolio_obs, clip, same_step, slippage_model, commission_model, allow_short,
                risk_params, day, trail_ref, events, rec_f, rec_i, rec_n, sizing_rule, sl_kind,
-               tp_kind, trail_kind, drawdown_halts, periods_per_year, record):
+               tp_kind, trail_kind, drawdown_halts, periods_per_year, record, order_sel,
+               default_order_type, latency, ring_w, ring_type, orders, order_offset_bps,
+               time_in_force):
     """Advance every env one bar; return the number of done envs, or -1 (BAD_ACTION) on NaN/inf."""
     n = action.shape[0]
     n_assets = action.shape[1]
@@ -122,7 +164,7 @@ def _step_envs(action, bars, features, series, acct, position, avg_px, clock, rn
         rec_n[i] = 0  # records describe this step only
         if clock[i, Clock.NEEDS_RESET] != 0:
             reset_env_nb(i, -1, bars, features, acct, position, avg_px, clock, rng, obs, events,
-                         first_bar, last_start, window, initial_cash, portfolio_obs, clip)
+                         orders, first_bar, last_start, window, initial_cash, portfolio_obs, clip)
             reward[i] = 0.0
             terminated[i] = False
             truncated[i] = False
@@ -166,39 +208,100 @@ def _step_envs(action, bars, features, series, acct, position, avg_px, clock, rn
                     target[i, a] *= max_leverage / gross
                 gross = max_leverage
 
+        # latency: the decision enters env i's ring; the one made `latency` steps ago leaves it
+        submitted = True
+        sub = 0
+        if ring_w.shape[1] > 1:
+            n_slots = ring_w.shape[1]
+            k = clock[i, Clock.STEP]
+            slot = k % n_slots
+            for a in range(n_assets):
+                ring_w[i, slot, a] = target[i, a]
+                ring_type[i, slot, a] = order_sel[i, a] if order_sel[i, a] >= 0 \
+                    else default_order_type
+            if k >= latency[i]:
+                sub = (k - latency[i]) % n_slots
+            else:
+                submitted = False
         equity_ref = equity_at_nb(acct[i, Account.CASH], position, i, bars, ref_field, ref_t)
         cash = acct[i, Account.CASH]
         cost = 0.0
         for a in range(n_assets):
+            if not submitted:
+                break
+            if ring_w.shape[1] > 1:
+                w = ring_w[i, sub, a]
+                otype = ring_type[i, sub, a]
+            else:
+                w = target[i, a]
+                otype = order_sel[i, a] if order_sel[i, a] >= 0 else default_order_type
+            if halt != Halt.NONE:
+                w = 0.0
             ref_px = bars[ref_field, ref_t, a]
-            units = target_units_nb(target[i, a], equity_ref, ref_px, lot_size)
+            if otype != OrderType.MARKET:
+                # a new limit/stop order replaces whatever was working, priced off the close
+                # of the bar it was decided on
+                units = target_units_nb(w, equity_prev, bars[BarField.CLOSE, t, a], lot_size)
+                if units < 0.0 and not allow_short:
+                    units = 0.0
+                side = units - position[i, a]
+                if not should_trade_nb(side, units):
+                    orders[i, a, WorkingOrder.TYPE] = NO_ORDER
+                    continue
+                side = 1.0 if side > 0.0 else -1.0
+                if (orders[i, a, WorkingOrder.TYPE] == otype
+                        and orders[i, a, WorkingOrder.SIDE] == side
+                        and orders[i, a, WorkingOrder.WEIGHT] == w):
+                    continue  # the same order again: keep it working (its age and price)
+                orders[i, a, WorkingOrder.TYPE] = otype
+                orders[i, a, WorkingOrder.SIDE] = side
+                orders[i, a, WorkingOrder.PRICE] = order_price_nb(
+                    otype, side, bars[BarField.CLOSE, t - (latency[i] if ring_w.shape[1] > 1
+                                                          else 0), a], order_offset_bps)
+                orders[i, a, WorkingOrder.WEIGHT] = w
+                orders[i, a, WorkingOrder.AGE] = 0.0
+                continue
+            orders[i, a, WorkingOrder.TYPE] = NO_ORDER  # a market order cancels a working one
+            units = target_units_nb(w, equity_ref, ref_px, lot_size)
             if units < 0.0 and not allow_short:
                 units = 0.0
                 events[i, FillReason.SHORT_BLOCKED] += 1
             qty = units - position[i, a]
             if not should_trade_nb(qty, units):
                 continue
-            # volume and spread of the bar the order trades in; volume-based estimates of the
-            # decision bar t (known when deciding)
-            max_part = cost_params[i, CostParam.MAX_PARTICIPATION]
-            if max_part < 1.0:
-                capped = round_lot_nb(
-                    cap_participation_nb(qty, bars[BarField.VOLUME, ref_t, a], max_part),
-                    lot_size)
-                if capped != qty:
-                    events[i, FillReason.PARTIAL] += 1
-                qty = capped
-                if qty == 0.0:
+            cash, cost = _fill_order(i, a, qty, ref_px, ref_t, t, OrderType.MARKET, bars,
+                                     series, cost_params, slippage_model, commission_model,
+                                     acct, position, avg_px, trail_ref, events, record, rec_f,
+                                     rec_i, rec_n, lot_size, cash, cost)
+
+        # working limit/stop orders against bar f's range (gaps fill at the open)
+        if default_order_type != OrderType.MARKET or order_sel[i, 0] >= 0:
+            for a in range(n_assets):
+                otype = orders[i, a, WorkingOrder.TYPE]
+                if otype == NO_ORDER:
                     continue
-            if below_min_trade_nb(qty, ref_px, cost_params[i, CostParam.MIN_TRADE_VALUE]):
-                events[i, FillReason.MIN_TRADE] += 1
-                continue
-            d_cash, d_cost = execute_fill_nb(i, a, qty, ref_px, ref_t, t, OrderType.MARKET,
-                                             FillReason.SIGNAL, bars, series, cost_params,
-                                             slippage_model, commission_model, acct, position,
-                                             avg_px, trail_ref, record, rec_f, rec_i, rec_n)
-            cash += d_cash
-            cost += d_cost
+                if order_expired_nb(orders[i, a, WorkingOrder.AGE], time_in_force):
+                    orders[i, a, WorkingOrder.TYPE] = NO_ORDER
+                    events[i, FillReason.EXPIRED] += 1
+                    continue
+                side = orders[i, a, WorkingOrder.SIDE]
+                px = order_fill_nb(otype, side, orders[i, a, WorkingOrder.PRICE],
+                                   bars[BarField.OPEN, f, a], bars[BarField.HIGH, f, a],
+                                   bars[BarField.LOW, f, a])
+                if px != px:  # NaN: not reached in this bar
+                    orders[i, a, WorkingOrder.AGE] += 1.0
+                    continue
+                orders[i, a, WorkingOrder.TYPE] = NO_ORDER  # filled (a remainder is cancelled)
+                units = target_units_nb(orders[i, a, WorkingOrder.WEIGHT],
+                                        cash + _value_except(position, i, a, bars, f)
+                                        + position[i, a] * px, px, lot_size)
+                qty = units - position[i, a]
+                if qty * side <= 0.0 or not should_trade_nb(qty, units):
+                    continue
+                cash, cost = _fill_order(i, a, qty, px, f, t, otype, bars, series, cost_params,
+                                         slippage_model, commission_model, acct, position,
+                                         avg_px, trail_ref, events, record, rec_f, rec_i, rec_n,
+                                         lot_size, cash, cost)
 
         # stops inside bar f, on the position held after the fills (gaps exit at the open)
         if sl_kind != StopKind.NONE or tp_kind != StopKind.NONE or trail_kind != StopKind.NONE:
@@ -320,7 +423,7 @@ def _step_envs(action, bars, features, series, acct, position, avg_px, clock, rn
                 for k in range(clock.shape[1]):
                     final_clock[i, k] = clock[i, k]
                 reset_env_nb(i, -1, bars, features, acct, position, avg_px, clock, rng, obs,
-                             events, first_bar, last_start, window, initial_cash,
+                             events, orders, first_bar, last_start, window, initial_cash,
                              portfolio_obs, clip)
             else:
                 clock[i, Clock.NEEDS_RESET] = 1

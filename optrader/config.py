@@ -116,9 +116,12 @@ FEATURE_NAMES = ("log_return", "range", "volume")
 class ActionConfig:
     type: str = "continuous"  # continuous | discrete
     levels: tuple = (-1.0, 0.0, 1.0)  # discrete target weights, fractions of max_leverage
+    order_types: tuple = ()  # empty: execution.order_type; else the action picks one per asset
 
     def check(self, key: str) -> None:
         _one_of(f"{key}.type", self.type, ("continuous", "discrete"))
+        for name in self.order_types:
+            _one_of(f"{key}.order_types", name, ("market", "limit", "stop"))
         if len(self.levels) < 1:
             raise ConfigError(f"{key}.levels: expected at least one level, got []")
         for v in self.levels:

@@ -32,13 +32,21 @@ def observation_names(window: int, symbols, features, portfolio: bool) -> list[s
     return names
 
 
-def single_spaces(obs_size: int, n_assets: int, action_type: str, n_levels: int, clip: float):
-    """(single_observation_space, single_action_space); every feature is clipped to +-clip."""
+def single_spaces(obs_size: int, n_assets: int, action_type: str, n_levels: int, clip: float,
+                  n_order_types: int = 0):
+    """(single_observation_space, single_action_space); every feature is clipped to +-clip.
+
+    With ``n_order_types`` K > 0 (``action.order_types``) the action also picks an order type
+    per asset: continuous actions get A more elements in [-1, 1] (element A + a selects type
+    floor((x + 1) / 2 * K) for asset a), discrete actions become MultiDiscrete
+    [levels] * A + [K] * A."""
     obs_space = spaces.Box(-clip, clip, shape=(obs_size,), dtype=np.float32)
+    extra = n_assets if n_order_types else 0
     if action_type == "continuous":
-        act_space = spaces.Box(-1.0, 1.0, shape=(n_assets,), dtype=np.float32)
-    elif n_assets == 1:
+        act_space = spaces.Box(-1.0, 1.0, shape=(n_assets + extra,), dtype=np.float32)
+    elif n_assets == 1 and not extra:
         act_space = spaces.Discrete(n_levels)
     else:
-        act_space = spaces.MultiDiscrete(np.full(n_assets, n_levels, dtype=np.int64))
+        nvec = [n_levels] * n_assets + [n_order_types] * extra
+        act_space = spaces.MultiDiscrete(np.array(nvec, dtype=np.int64))
     return obs_space, act_space

@@ -23,14 +23,17 @@ from kernels.enums import (
     N_CLOCK,
     N_COST_PARAM,
     N_FILL_REASONS,
+    N_ORDER,
     N_RECORD_F,
     N_RECORD_I,
     N_REWARDS,
     N_RISK_PARAM,
+    NO_ORDER,
     Account,
     Clock,
     CostParam,
     FillPrice,
+    OrderType,
     RecordField,
     RecordInt,
     RewardId,
@@ -125,7 +128,6 @@ class TradingVectorEnv(VectorEnv):
                                  f"{max_episode_steps!r}")
             spec = _replace(spec, "env", episode_length=int(max_episode_steps))
             self.config = spec
-        _refuse_unimplemented(spec)
         self.market: MarketData = load_market(spec.data, data)
 
         n = self.num_envs = int(num_envs)
@@ -162,10 +164,14 @@ class TradingVectorEnv(VectorEnv):
         self._discrete = spec.action.type == "discrete"
         self._levels = np.asarray(spec.action.levels, dtype=np.float64)
         self.single_observation_space, self.single_action_space = single_spaces(
-            obs_size, n_assets, spec.action.type, len(self._levels), spec.observation.clip)
+            obs_size, n_assets, spec.action.type, len(self._levels), spec.observation.clip,
+            len(spec.action.order_types))
         self.observation_space = batch_space(self.single_observation_space, n)
         self.action_space = batch_space(self.single_action_space, n)
         self._action_shape = self.action_space.shape
+        self._n_assets = n_assets
+        self._order_type_codes = np.array(
+            [getattr(OrderType, t.upper()) for t in spec.action.order_types], dtype=np.int64)
 
         # state and output buffers, allocated once
         self.portfolio = PortfolioState(np.zeros((n, N_ACCOUNT)), np.zeros((n, n_assets)),
@@ -255,12 +261,23 @@ class TradingVectorEnv(VectorEnv):
         self._rec_n = np.zeros(n, dtype=np.int64)
         kinds = {name: getattr(StopKind, getattr(rk, name).kind.upper())
                  for name in ("stop_loss", "take_profit", "trailing_stop")}
+        # orders: per-asset order-type choice (-1: execution.order_type), latency ring and
+        # working limit/stop orders
+        self._order_sel = np.full((n, n_assets), -1, dtype=np.int64)
+        self._latency = np.full(n, ex.latency, dtype=np.int64)
+        slots = int(self._latency.max()) + 1
+        self._ring_w = np.zeros((n, slots, n_assets))
+        self._ring_type = np.zeros((n, slots, n_assets), dtype=np.int64)
+        self._orders = np.full((n, n_assets, N_ORDER), NO_ORDER)
         self._risk_args = (self._risk_params, self._day, self._trail_ref, self._events,
                            self._rec_f, self._rec_i, self._rec_n,
                            getattr(SizingRule, rk.sizing.upper()), kinds["stop_loss"],
                            kinds["take_profit"], kinds["trailing_stop"],
                            rk.drawdown_action == "halt", float(self.market.periods_per_year),
-                           bool(ex.record_fills))
+                           bool(ex.record_fills), self._order_sel,
+                           getattr(OrderType, ex.order_type.upper()), self._latency,
+                           self._ring_w, self._ring_type, self._orders,
+                           float(ex.order_offset_bps), int(ex.time_in_force))
 
     def drain_fills(self) -> np.ndarray:
         """Fills of the last step as a structured array (needs ``execution.record_fills``).
@@ -343,7 +360,7 @@ class TradingVectorEnv(VectorEnv):
         np.copyto(kmask, mask)
         self._reset_kernel(kmask, starts, self.market.bars, self._features_flat, p.acct,
                            p.position, p.avg_px_open, e.clock, e.rng, self._obs, self._events,
-                           s[0], s[1], s[4], s[6], s[12], s[13])
+                           self._orders, s[0], s[1], s[4], s[6], s[12], s[13])
         self._rewards[mask] = 0.0
         self._terminations[mask] = False
         self._truncations[mask] = False
@@ -406,19 +423,36 @@ class TradingVectorEnv(VectorEnv):
         if a.shape != self._action_shape:
             raise ValueError(f"actions: expected shape {self._action_shape} "
                              f"({self.action_space}), got {a.shape}")
+        n_types = self._order_type_codes.shape[0]
         if self._discrete:
             if a.dtype.kind not in "iu":
                 raise TypeError(f"actions: expected integer indices into action.levels, got "
                                 f"dtype {a.dtype}")
-            lo, hi = a.min(), a.max()
-            if lo < 0 or hi >= self._levels.shape[0]:
+            if n_types:
+                nvec = self.single_action_space.nvec
+                if a.min() < 0 or not np.all(a < nvec):
+                    raise ValueError(f"actions: expected indices below {nvec.tolist()} "
+                                     f"({self.action_space}), got values in "
+                                     f"[{a.min()}, {a.max()}]")
+            elif a.min() < 0 or a.max() >= self._levels.shape[0]:
                 raise ValueError(f"actions: expected indices in [0, {self._levels.shape[0] - 1}],"
-                                 f" got values in [{lo}, {hi}]")
+                                 f" got values in [{a.min()}, {a.max()}]")
+            if n_types:
+                np.take(self._order_type_codes, a[:, self._n_assets:], out=self._order_sel)
+                a = a[:, :self._n_assets]
             np.take(self._levels, a.reshape(self._action_f64.shape), out=self._action_f64)
             return self._action_f64
         if a.dtype.kind != "f":
             raise TypeError(f"actions: expected a float array (target weights in [-1, 1]), got "
                             f"dtype {a.dtype}")
+        if n_types:
+            sel = a[:, self._n_assets:]
+            if not np.isfinite(sel).all():
+                raise ValueError("actions: expected finite order-type selectors, got NaN or inf")
+            idx = np.clip(((np.clip(sel, -1, 1) + 1) / 2 * n_types).astype(np.int64), 0,
+                          n_types - 1)
+            np.take(self._order_type_codes, idx, out=self._order_sel)
+            a = a[:, :self._n_assets]
         if a.dtype not in (np.float32, np.float64) or not a.flags.c_contiguous:
             np.copyto(self._action_f64, a, casting="same_kind")
             return self._action_f64
@@ -484,28 +518,6 @@ class TradingVectorEnv(VectorEnv):
     def close_extras(self, **kwargs):
         """Drop references to the shared market arrays; the buffers go with the env."""
         self._features = self._features_flat = None
-
-
-# Keys of the execution and risk groups whose kernel paths are still being built: a value other
-# than the default is refused rather than silently ignored.
-_NOT_YET = {
-    "execution": ("latency", "order_type", "order_offset_bps", "time_in_force"),
-    "risk": (),
-}
-
-
-def _refuse_unimplemented(spec) -> None:
-    import dataclasses
-
-    for group, keys in _NOT_YET.items():
-        cfg = getattr(spec, group)
-        default = type(cfg)()
-        changed = [k for k in keys if getattr(cfg, k) != getattr(default, k)
-                   and dataclasses.is_dataclass(default)]
-        if changed:
-            raise NotImplementedError(
-                f"{group}.{changed[0]}: not implemented in the step kernel yet (issue 3 is in "
-                f"progress); leave {[f'{group}.{k}' for k in changed]} at their defaults")
 
 
 def _reward_weights(components: dict) -> tuple[np.ndarray, tuple]:

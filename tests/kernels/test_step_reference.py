@@ -11,11 +11,13 @@ from kernels.enums import (
     N_CLOCK,
     N_COST_PARAM,
     N_FILL_REASONS,
+    N_ORDER,
     N_RECORD_F,
     N_RECORD_I,
     N_REWARDS,
     N_RISK_PARAM,
     N_SERIES,
+    NO_ORDER,
     Account,
     Clock,
     CommissionModel,
@@ -107,14 +109,18 @@ def run_kernel_and_reference(seed, n_envs, n_assets, n_steps, fill_mode, lot_siz
     initial_cash = 10_000.0
     flat = features.reshape(-1)
     events = np.zeros((n_envs, N_FILL_REASONS), dtype=np.int64)
+    orders = np.full((n_envs, n_assets, N_ORDER), NO_ORDER)
     risk_params = np.zeros((n_envs, N_RISK_PARAM))
     risk_params[:, RiskParam.MAX_WEIGHT] = 100.0
     risk_args = (risk_params, np.arange(n_bars, dtype=np.int64), np.zeros((n_envs, n_assets)),
                  events, np.zeros((n_envs, 1, N_RECORD_F)),
                  np.zeros((n_envs, 1, N_RECORD_I), dtype=np.int64),
-                 np.zeros(n_envs, dtype=np.int64), 0, 0, 0, 0, False, 252.0, False)
+                 np.zeros(n_envs, dtype=np.int64), 0, 0, 0, 0, False, 252.0, False,
+                 np.full((n_envs, n_assets), -1, dtype=np.int64), 0,
+                 np.zeros(n_envs, dtype=np.int64), np.zeros((n_envs, 1, n_assets)),
+                 np.zeros((n_envs, 1, n_assets), dtype=np.int64), orders, 10.0, 1)
     reset_envs_nb(np.ones(n_envs, dtype=np.bool_), np.full(n_envs, -1), bars, flat, acct,
-                  position, avg_px, clock, rng_state, obs, events, first_bar, last_start, window, initial_cash, True, 10.0)
+                  position, avg_px, clock, rng_state, obs, events, orders, first_bar, last_start, window, initial_cash, True, 10.0)
     refs = []
     lists = as_lists(bars)
     ref_feats = features.astype(np.float64).tolist()
@@ -215,7 +221,10 @@ def test_bad_action_changes_nothing():
                           0, 0, True, np.zeros((n, N_RISK_PARAM)), np.arange(30),
                           np.zeros((n, 1)), np.zeros((n, N_FILL_REASONS), np.int64),
                           np.zeros((n, 1, N_RECORD_F)), np.zeros((n, 1, N_RECORD_I), np.int64),
-                          np.zeros(n, np.int64), 0, 0, 0, 0, False, 252.0, False)
+                          np.zeros(n, np.int64), 0, 0, 0, 0, False, 252.0, False,
+                          np.full((n, 1), -1, np.int64), 0, np.zeros(n, np.int64),
+                          np.zeros((n, 1, 1)), np.zeros((n, 1, 1), np.int64),
+                          np.full((n, 1, N_ORDER), NO_ORDER), 10.0, 1)
     assert status < 0
     np.testing.assert_array_equal(acct, before[0])
     np.testing.assert_array_equal(position, before[1])
