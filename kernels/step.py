@@ -26,6 +26,7 @@ The custom reward is the module global ``custom_reward_nb``; ``optrader`` rebind
 of this function to fuse user rewards (see ``optrader.envs.kernel_cache``).
 """
 
+import inspect
 import types
 
 import numpy as np
@@ -140,27 +141,20 @@ def _reset_envs(mask, starts, bars, features, acct, position, avg_px, clock, rng
                          events, orders, first_bar, last_start, window, initial_cash, portfolio_obs, clip)
 
 
-def _step_envs(action, bars, features, series, acct, position, avg_px, clock, rng, cost_params,
-               reward_weights, target, obs, reward, terminated, truncated, final_obs,
-               final_acct, final_position, final_clock, first_bar, last_start, last_bar,
-               episode_length, window, max_leverage,
-               initial_cash, bankrupt_fraction, lot_size, fill_mode, dsr_eta, reward_scale,
-               portfolio_obs, clip, same_step, slippage_model, commission_model, allow_short,
-               risk_params, day, trail_ref, events, rec_f, rec_i, rec_n, sizing_rule, sl_kind,
-               tp_kind, trail_kind, drawdown_halts, periods_per_year, record, order_sel,
-               default_order_type, latency, ring_w, ring_type, orders, order_offset_bps,
-               time_in_force):
-    """Advance every env one bar; return the number of done envs, or -1 (BAD_ACTION) on NaN/inf."""
-    n = action.shape[0]
+def _step_range(lo, hi, action, bars, features, series, acct, position, avg_px, clock, rng,
+                cost_params, reward_weights, target, obs, reward, terminated, truncated,
+                final_obs, final_acct, final_position, final_clock, first_bar, last_start,
+                last_bar, episode_length, window, max_leverage, initial_cash, bankrupt_fraction,
+                lot_size, fill_mode, dsr_eta, reward_scale, portfolio_obs, clip, same_step,
+                slippage_model, commission_model, allow_short, risk_params, day, trail_ref,
+                events, rec_f, rec_i, rec_n, sizing_rule, sl_kind, tp_kind, trail_kind,
+                drawdown_halts, periods_per_year, record, order_sel, default_order_type, latency,
+                ring_w, ring_type, orders, order_offset_bps, time_in_force):
+    """Advance envs lo..hi-1 one bar (actions already validated); return how many are done."""
     n_assets = action.shape[1]
     row_size = features.shape[0] // bars.shape[1]  # A * F floats per bar in the flat features
-    # validate before touching any state, so a bad action leaves the batch exactly as it was
-    for i in range(n):
-        for a in range(n_assets):
-            if not np.isfinite(action[i, a]):
-                return -StepStatus.BAD_ACTION
     n_done = 0
-    for i in prange(n):
+    for i in range(lo, hi):
         rec_n[i] = 0  # records describe this step only
         if clock[i, Clock.NEEDS_RESET] != 0:
             reset_env_nb(i, -1, bars, features, acct, position, avg_px, clock, rng, obs, events,
@@ -430,6 +424,36 @@ def _step_envs(action, bars, features, series, acct, position, avg_px, clock, rn
     return n_done
 
 
+_RANGE_ARGS = ", ".join(inspect.signature(_step_range).parameters)[len("lo, hi, "):]
+
+# The batch step validates every action first (a bad one changes nothing), then runs
+# _step_range on n_chunks chunks of envs (the caller passes a few per thread; Numba's
+# get_num_threads() inside the kernel would make it uncacheable). Threads split chunks rather than single envs: the per-env body
+# is compiled once as a serial function, which keeps the threaded build's compile time small and
+# its reference counting per chunk instead of per env. The source is generated so the long
+# argument list is written once.
+_STEP_ENVS_SRC = f"""
+def _step_envs(n_chunks, {_RANGE_ARGS}):
+    n = action.shape[0]
+    for i in range(n):
+        for a in range(action.shape[1]):
+            if not np.isfinite(action[i, a]):
+                return -StepStatus.BAD_ACTION
+    n_chunks = max(1, min(n, n_chunks))
+    chunk = (n + n_chunks - 1) // n_chunks
+    n_done = 0
+    for c in prange(n_chunks):
+        lo = c * chunk
+        hi = min(n, lo + chunk)
+        if lo < hi:
+            n_done += step_range_nb(lo, hi, {_RANGE_ARGS})
+    return n_done
+"""
+exec(compile(_STEP_ENVS_SRC, __file__, "exec"), globals())  # a real file: Numba caches by it
+_step_envs = globals()["_step_envs"]
+_USED_BY_GENERATED = (np, prange, StepStatus)  # names the generated source reads
+
+
 def _compile(py_func, name, parallel, cache=True, globals_=None):
     """A jitted copy of py_func under its own qualname, so the serial and parallel builds each
     get their own cache entry; ``globals_`` rebinds module globals (the custom reward)."""
@@ -440,6 +464,7 @@ def _compile(py_func, name, parallel, cache=True, globals_=None):
     return njit(cache=cache, nogil=True, parallel=parallel, error_model="numpy")(f)
 
 
+step_range_nb = _compile(_step_range, "step_range_nb", parallel=False)
 step_envs_nb = _compile(_step_envs, "step_envs_nb", parallel=False)
 step_envs_par_nb = _compile(_step_envs, "step_envs_par_nb", parallel=True)
 reset_envs_nb = _compile(_reset_envs, "reset_envs_nb", parallel=False)
@@ -452,6 +477,9 @@ def step_kernel_with_reward(custom_fn, parallel):
     Compiled on first call and not cached on disk: Numba cannot cache a kernel whose callee is
     chosen at run time, so a custom reward costs one compile per process.
     """
-    globals_ = dict(_step_envs.__globals__, custom_reward_nb=custom_fn)
+    range_globals = dict(_step_range.__globals__, custom_reward_nb=custom_fn)
+    range_nb = _compile(_step_range, "step_range_custom_nb", parallel=False, cache=False,
+                        globals_=range_globals)
+    step_globals = dict(_step_range.__globals__, step_range_nb=range_nb)
     name = "step_envs_par_custom_nb" if parallel else "step_envs_custom_nb"
-    return _compile(_step_envs, name, parallel=parallel, cache=False, globals_=globals_)
+    return _compile(_step_envs, name, parallel=parallel, cache=False, globals_=step_globals)

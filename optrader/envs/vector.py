@@ -14,6 +14,7 @@ from __future__ import annotations
 import sys
 from typing import Any, NamedTuple
 
+import numba
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
@@ -227,6 +228,8 @@ class TradingVectorEnv(VectorEnv):
 
         use_parallel = n >= PARALLEL_MIN_ENVS if parallel is None else bool(parallel)
         self._step_kernel, self._reset_kernel = kernel_cache.kernels(custom, use_parallel)
+        # a few chunks per thread balance the load; the serial kernel takes one chunk
+        self._n_chunks = 4 * numba.get_num_threads() if use_parallel else 1
         self._scalars = (self._first_bar, self._last_start, self._last_bar, episode_length,
                          window, spec.env.max_leverage, spec.env.initial_cash,
                          spec.env.bankrupt_fraction, ex.lot_size, self._fill_mode,
@@ -388,7 +391,7 @@ class TradingVectorEnv(VectorEnv):
             self._obs = self._unshared_obs()
         p, e = self.portfolio, self.episode
         n_done = self._step_kernel(
-            actions, self.market.bars, self._features_flat, self._series, p.acct, p.position,
+            self._n_chunks, actions, self.market.bars, self._features_flat, self._series, p.acct, p.position,
             p.avg_px_open,
             e.clock, e.rng, self._cost_params, self._reward_weights, self._targets, self._obs,
             self._rewards, self._terminations, self._truncations, self._final_obs,
@@ -453,10 +456,9 @@ class TradingVectorEnv(VectorEnv):
                           n_types - 1)
             np.take(self._order_type_codes, idx, out=self._order_sel)
             a = a[:, :self._n_assets]
-        if a.dtype not in (np.float32, np.float64) or not a.flags.c_contiguous:
-            np.copyto(self._action_f64, a, casting="same_kind")
-            return self._action_f64
-        return a
+        # one float64 buffer: a second dtype would compile the whole step kernel again
+        np.copyto(self._action_f64, a, casting="same_kind")
+        return self._action_f64
 
     def _info(self, mask: np.ndarray) -> dict[str, Any]:
         level = self._info_level

@@ -148,7 +148,7 @@ def run_kernel_and_reference(seed, n_envs, n_assets, n_steps, fill_mode, lot_siz
                 expected.append(None)
                 continue
             expected.append(refs[i].step(action[i].tolist()))
-        n_done = kernel(action, bars, flat, series, acct, position, avg_px, clock, rng_state,
+        n_done = kernel(4, action, bars, flat, series, acct, position, avg_px, clock, rng_state,
                         cost_params, reward_w, target, obs, reward, term, trunc, *final,
                         first_bar, last_start, last_bar, episode_length, window, max_leverage,
                         initial_cash, 0.5, lot_size, fill_mode, 0.01, 1.0, True, 10.0,
@@ -211,7 +211,7 @@ def test_bad_action_changes_nothing():
     action = np.zeros((n, 1))
     action[2, 0] = np.nan
     size = observation_size(2, 1, 1, True)
-    status = step_envs_nb(action, bars, features.reshape(-1), np.zeros((N_SERIES, 30, 1)), acct, position, avg_px, clock,
+    status = step_envs_nb(1, action, bars, features.reshape(-1), np.zeros((N_SERIES, 30, 1)), acct, position, avg_px, clock,
                           np.zeros(n, dtype=np.uint64), np.zeros((n, N_COST_PARAM)),
                           np.zeros(N_REWARDS), np.zeros((n, 1)), np.zeros((n, size), np.float32),
                           np.zeros(n), np.zeros(n, np.bool_), np.zeros(n, np.bool_),
