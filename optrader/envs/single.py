@@ -65,7 +65,8 @@ class TradingEnv(gym.Env):
                 "position": self._vec.portfolio.position[0].copy(),
                 "drawdown": float(acct[Account.DRAWDOWN]),
                 "bar": int(self._vec.episode.clock[0, Clock.BAR]),
-                "cost": float(acct[Account.COST])}
+                "cost": float(acct[Account.COST]),
+                "risk_events": self._vec.risk_events[0].copy()}
 
     def render(self):
         return self._vec.render()
