@@ -61,12 +61,14 @@ class TradingEnv(gym.Env):
         acct = self._vec.portfolio.acct[0]
         if level == "minimal":
             return {"equity": float(acct[Account.EQUITY])}
-        return {"equity": float(acct[Account.EQUITY]), "cash": float(acct[Account.CASH]),
+        info = {"equity": float(acct[Account.EQUITY]), "cash": float(acct[Account.CASH]),
                 "position": self._vec.portfolio.position[0].copy(),
                 "drawdown": float(acct[Account.DRAWDOWN]),
                 "bar": int(self._vec.episode.clock[0, Clock.BAR]),
-                "cost": float(acct[Account.COST]),
-                "risk_events": self._vec.risk_events[0].copy()}
+                "cost": float(acct[Account.COST])}
+        if self._vec._events_possible:
+            info["risk_events"] = self._vec.risk_events[0].copy()
+        return info
 
     def render(self):
         return self._vec.render()
