@@ -154,8 +154,11 @@ def _step_range(lo, hi, action, bars, features, series, acct, position, avg_px, 
     n_assets = action.shape[1]
     row_size = features.shape[0] // bars.shape[1]  # A * F floats per bar in the flat features
     n_done = 0
+    # agent orders are all market orders unless configured or chosen otherwise (hoisted test)
+    all_market = default_order_type == OrderType.MARKET and order_sel[lo, 0] < 0
     for i in range(lo, hi):
-        rec_n[i] = 0  # records describe this step only
+        if record:
+            rec_n[i] = 0  # records describe this step only
         if clock[i, Clock.NEEDS_RESET] != 0:
             reset_env_nb(i, -1, bars, features, acct, position, avg_px, clock, rng, obs, events,
                          orders, first_bar, last_start, window, initial_cash, portfolio_obs, clip)
@@ -173,8 +176,8 @@ def _step_range(lo, hi, action, bars, features, series, acct, position, avg_px, 
         drawdown_prev = acct[i, Account.DRAWDOWN]
 
         halt = clock[i, Clock.HALT]
-        if day[f] != day[t]:  # bar f opens a new trading day
-            acct[i, Account.DAY_EQUITY] = equity_prev
+        if risk_params[i, RiskParam.MAX_DAILY_LOSS] > 0.0 and day[f] != day[t]:
+            acct[i, Account.DAY_EQUITY] = equity_prev  # bar f opens a new trading day
             if halt == Halt.DAY:
                 halt = Halt.NONE
 
@@ -228,7 +231,9 @@ def _step_range(lo, hi, action, bars, features, series, acct, position, avg_px, 
                 otype = ring_type[i, sub, a]
             else:
                 w = target[i, a]
-                otype = order_sel[i, a] if order_sel[i, a] >= 0 else default_order_type
+                otype = OrderType.MARKET
+                if not all_market:
+                    otype = order_sel[i, a] if order_sel[i, a] >= 0 else default_order_type
             if halt != Halt.NONE:
                 w = 0.0
             ref_px = bars[ref_field, ref_t, a]
@@ -269,7 +274,7 @@ def _step_range(lo, hi, action, bars, features, series, acct, position, avg_px, 
                                      rec_i, rec_n, lot_size, cash, cost)
 
         # working limit/stop orders against bar f's range (gaps fill at the open)
-        if default_order_type != OrderType.MARKET or order_sel[i, 0] >= 0:
+        if not all_market:
             for a in range(n_assets):
                 otype = orders[i, a, WorkingOrder.TYPE]
                 if otype == NO_ORDER:
@@ -368,7 +373,8 @@ def _step_range(lo, hi, action, bars, features, series, acct, position, avg_px, 
                                                 record, rec_f, rec_i, rec_n)
                 cash += d_cash
                 cost += d_cost
-        clock[i, Clock.HALT] = halt
+        if halt != clock[i, Clock.HALT]:
+            clock[i, Clock.HALT] = halt
 
         # mark to market at close f
         equity = equity_at_nb(cash, position, i, bars, BarField.CLOSE, f)
