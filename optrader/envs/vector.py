@@ -52,6 +52,33 @@ from optrader.envs.series import market_series
 from optrader.registry import registry
 
 OBS_POOL_SIZE = 4  # observation buffers kept for reuse when copy=True (see _unshared_obs)
+# Parameters that may differ per env (make_vec(per_env={...})): key -> (array attribute, column)
+PER_ENV_KEYS = {
+    "execution.commission_bps": ("_cost_params", CostParam.COMMISSION_BPS),
+    "execution.min_commission": ("_cost_params", CostParam.MIN_COMMISSION),
+    "execution.slippage_bps": ("_cost_params", CostParam.SLIPPAGE_BPS),
+    "execution.half_spread_bps": ("_cost_params", CostParam.HALF_SPREAD_BPS),
+    "execution.maker_bps": ("_cost_params", CostParam.MAKER_BPS),
+    "execution.taker_bps": ("_cost_params", CostParam.TAKER_BPS),
+    "execution.commission_per_share": ("_cost_params", CostParam.PER_SHARE),
+    "execution.impact_coef": ("_cost_params", CostParam.IMPACT_COEF),
+    "execution.max_participation": ("_cost_params", CostParam.MAX_PARTICIPATION),
+    "execution.min_trade_value": ("_cost_params", CostParam.MIN_TRADE_VALUE),
+    "execution.borrow_bps_annual": ("_cost_params", CostParam.BORROW_PER_BAR),
+    "execution.cash_rate_annual": ("_cost_params", CostParam.CASH_RATE_PER_BAR),
+    "execution.latency": ("_latency", None),  # each env <= the configured execution.latency
+    "risk.fraction": ("_risk_params", RiskParam.FRACTION),
+    "risk.target_vol": ("_risk_params", RiskParam.TARGET_VOL),
+    "risk.kelly_fraction": ("_risk_params", RiskParam.KELLY_FRACTION),
+    "risk.max_weight": ("_risk_params", RiskParam.MAX_WEIGHT),
+    "risk.stop_loss.value": ("_risk_params", RiskParam.SL_VALUE),
+    "risk.take_profit.value": ("_risk_params", RiskParam.TP_VALUE),
+    "risk.trailing_stop.value": ("_risk_params", RiskParam.TRAIL_VALUE),
+    "risk.max_daily_loss": ("_risk_params", RiskParam.MAX_DAILY_LOSS),
+    "risk.max_drawdown": ("_risk_params", RiskParam.MAX_DRAWDOWN),
+    "risk.maintenance_margin": ("_risk_params", RiskParam.MAINT_MARGIN),
+}
+
 FILL_DTYPE = np.dtype([("env", np.int64), ("bar", np.int64), ("asset", np.int64),
                        ("side", np.int8), ("qty", np.float64), ("price", np.float64),
                        ("commission", np.float64), ("slippage", np.float64),
@@ -93,6 +120,8 @@ class TradingVectorEnv(VectorEnv):
         copy: return copies of the observation/reward/flag buffers (default, safe to keep);
             False returns the buffers themselves, overwritten by the next step (fastest).
         parallel: force the threaded (True) or serial (False) kernel; None picks by num_envs.
+        per_env: ``{"execution.commission_bps": array (num_envs,), ...}``: parameters that differ
+            per env (a parameter sweep as one batch); keys in ``PER_ENV_KEYS``.
     """
 
     metadata = {"render_modes": ["ansi", "human"], "render_fps": 4,
@@ -102,7 +131,8 @@ class TradingVectorEnv(VectorEnv):
                  overrides=(), render_mode: str | None = None,
                  max_episode_steps: int | None = None,
                  autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
-                 copy: bool = True, parallel: bool | None = None):
+                 copy: bool = True, parallel: bool | None = None,
+                 per_env: dict | None = None):
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) \
                 or num_envs < 1:
             raise ValueError(f"num_envs: expected an integer >= 1, got {num_envs!r}")
@@ -237,6 +267,7 @@ class TradingVectorEnv(VectorEnv):
                          spec.observation.clip, autoreset_mode == AutoresetMode.SAME_STEP,
                          *self._models)
         self._build_risk(spec, n, n_assets)
+        self._apply_per_env(per_env or {}, spec, n)
 
     def _build_risk(self, spec, n: int, n_assets: int) -> None:
         """Per-env risk parameters, risk state, event counters and fill-record buffers."""
@@ -290,6 +321,39 @@ class TradingVectorEnv(VectorEnv):
                            getattr(OrderType, ex.order_type.upper()), self._latency,
                            self._ring_w, self._ring_type, self._orders,
                            float(ex.order_offset_bps), int(ex.time_in_force))
+
+    def _apply_per_env(self, per_env: dict, spec, n: int) -> None:
+        """Write per-env parameter arrays over the config's scalars, validated like the config."""
+        if not isinstance(per_env, dict):
+            raise TypeError(f"per_env: expected a dict of key -> array, got {type(per_env).__name__}")
+        ppy = self.market.periods_per_year
+        for key, values in per_env.items():
+            if key not in PER_ENV_KEYS:
+                raise ValueError(f"per_env: unknown key {key!r}; per-env keys: "
+                                 f"{sorted(PER_ENV_KEYS)}")
+            arr = np.asarray(values, dtype=np.float64)
+            if arr.ndim == 0:
+                arr = np.full(n, float(arr))
+            if arr.shape != (n,):
+                raise ValueError(f"per_env[{key!r}]: expected a scalar or shape ({n},), got "
+                                 f"{arr.shape}")
+            group, name = key.split(".", 1)
+            for v in (arr.min(), arr.max()):  # the config's own checks, at both extremes
+                _with_value(spec, group, name, v).check(group)
+            target, column = PER_ENV_KEYS[key]
+            if key == "execution.latency":
+                if not np.all(arr == np.round(arr)) or arr.max() >= self._ring_w.shape[1]:
+                    raise ValueError(f"per_env[{key!r}]: expected whole bars up to "
+                                     f"execution.latency={self._ring_w.shape[1] - 1} (the ring "
+                                     f"size), got {arr.min()}..{arr.max()}")
+                self._latency[:] = arr.astype(np.int64)
+                continue
+            if key == "execution.borrow_bps_annual":
+                arr = arr * 1e-4 / ppy
+            elif key == "execution.cash_rate_annual":
+                arr = (1.0 + arr) ** (1.0 / ppy) - 1.0
+            getattr(self, target)[:, column] = arr
+            self._events_possible = True
 
     def drain_fills(self) -> np.ndarray:
         """Fills of the last step as a structured array (needs ``execution.record_fills``).
@@ -546,6 +610,18 @@ def _reward_weights(components: dict) -> tuple[np.ndarray, tuple]:
     if custom:
         weights[RewardId.CUSTOM] = 1.0  # the fused custom term already carries its weights
     return weights, tuple(custom)
+
+
+def _with_value(spec, group: str, name: str, value: float):
+    """The group's config with ``name`` (possibly ``stop_loss.value``) set to ``value``."""
+    import dataclasses
+
+    cfg = getattr(spec, group)
+    if "." in name:
+        outer, inner = name.split(".", 1)
+        return dataclasses.replace(cfg, **{outer: dataclasses.replace(getattr(cfg, outer),
+                                                                      **{inner: float(value)})})
+    return dataclasses.replace(cfg, **{name: float(value)})
 
 
 def _replace(spec, group: str, **changes):
