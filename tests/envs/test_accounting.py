@@ -98,3 +98,28 @@ def test_bankruptcy_terminates():
             assert np.all(info["equity"][term] <= 50_000.0) and not trunc[term].any()
             break
     assert done_at is not None
+
+
+EVERYTHING = ["execution=realistic", "risk=guarded", "execution.order_type=limit",
+              "execution.time_in_force=3", "execution.record_fills=true",
+              "risk.take_profit.kind=pct", "env.max_leverage=2", "risk.max_weight=1.5"]
+
+
+@pytest.mark.parametrize("n_assets", [1, 3])
+def test_invariants_hold_with_everything_on(n_assets):
+    env = make_env(16, EVERYTHING, data=bars_frame(n_assets=n_assets, seed=7, vol=0.02))
+    env.reset(seed=3)
+    rng = np.random.default_rng(1)
+    total_fees = np.zeros(16)
+    for _ in range(80):
+        _, r, term, trunc, info = env.step(rng.uniform(-1, 1, env.action_space.shape)
+                                           .astype(np.float32))
+        px = env.market.field("close")[info["bar"]]
+        np.testing.assert_allclose(info["equity"],
+                                   info["cash"] + np.sum(info["position"] * px, axis=1),
+                                   rtol=1e-12)
+        assert np.all(info["cost"] >= 0.0) and np.all(np.isfinite(r))
+        fills = env.drain_fills()
+        assert np.all(fills["commission"] >= 0) and np.all(fills["slippage"] >= 0)
+        np.add.at(total_fees, fills["env"], fills["commission"] + fills["slippage"])
+    assert info["risk_events"].sum() > 0 and total_fees.sum() > 0
