@@ -1,10 +1,6 @@
-"""Execution kernels: order decisions shared by every cost model (see kernels.costs for prices
-and fees).
+"""Execution kernels: whether an order is worth sending (prices and fees: kernels.costs).
 
-Conventions: ``qty`` in units (buy > 0, sell < 0); prices in currency; ``*_bps`` in basis points
-(1e-4) of the reference price or of traded notional; ``min_commission`` in currency per order.
-Slippage always moves the price against the trader: a buyer pays up, a seller receives less.
-Costs are never negative.
+``qty`` and ``target_units`` in units of the asset (buy > 0, sell < 0).
 """
 
 from numba import njit

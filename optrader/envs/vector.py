@@ -266,6 +266,9 @@ class TradingVectorEnv(VectorEnv):
                          spec.reward.dsr_eta, spec.reward.scale, self._portfolio_obs,
                          spec.observation.clip, autoreset_mode == AutoresetMode.SAME_STEP,
                          *self._models)
+        # the reset kernel's scalars, in its argument order
+        self._reset_scalars = (self._first_bar, self._last_start, window, spec.env.initial_cash,
+                               self._portfolio_obs, spec.observation.clip)
         self._build_risk(spec, n, n_assets)
         self._apply_per_env(per_env or {}, spec, n)
 
@@ -297,7 +300,6 @@ class TradingVectorEnv(VectorEnv):
             or rk.max_daily_loss or rk.max_drawdown or rk.maintenance_margin
             or not ex.allow_short or ex.max_participation < 1 or ex.min_trade_value
             or ex.order_type != "market" or spec.action.order_types)
-        self._events = self.risk_events
         slots = 3 * n_assets if ex.record_fills else 1  # agent fill, stop exit, forced close
         self._rec_f = np.zeros((n, slots, N_RECORD_F))
         self._rec_i = np.zeros((n, slots, N_RECORD_I), dtype=np.int64)
@@ -312,7 +314,7 @@ class TradingVectorEnv(VectorEnv):
         self._ring_w = np.zeros((n, slots, n_assets))
         self._ring_type = np.zeros((n, slots, n_assets), dtype=np.int64)
         self._orders = np.full((n, n_assets, N_ORDER), NO_ORDER)
-        self._risk_args = (self._risk_params, self._day, self._trail_ref, self._events,
+        self._risk_args = (self._risk_params, self._day, self._trail_ref, self.risk_events,
                            self._rec_f, self._rec_i, self._rec_n,
                            getattr(SizingRule, rk.sizing.upper()), kinds["stop_loss"],
                            kinds["take_profit"], kinds["trailing_stop"],
@@ -430,13 +432,13 @@ class TradingVectorEnv(VectorEnv):
             if self._obs is not previous:
                 np.copyto(self._obs, previous)  # rows outside reset_mask keep their observation
             del previous
-        p, e, s = self.portfolio, self.episode, self._scalars
+        p, e = self.portfolio, self.episode
         # the kernel gets a private writable copy so one compiled signature serves every call
         kmask = self._kernel_mask
         np.copyto(kmask, mask)
         self._reset_kernel(kmask, starts, self.market.bars, self._features_flat, p.acct,
-                           p.position, p.avg_px_open, e.clock, e.rng, self._obs, self._events,
-                           self._orders, s[0], s[1], s[4], s[6], s[12], s[13])
+                           p.position, p.avg_px_open, e.clock, e.rng, self._obs, self.risk_events,
+                           self._orders, *self._reset_scalars)
         self._rewards[mask] = 0.0
         self._terminations[mask] = False
         self._truncations[mask] = False
@@ -552,7 +554,7 @@ class TradingVectorEnv(VectorEnv):
             "cost": acct[:, Account.COST], "_cost": m,
         }
         if self._events_possible:
-            info.update(risk_events=self._events.copy(), _risk_events=m)
+            info.update(risk_events=self.risk_events.copy(), _risk_events=m)
         return info
 
     def _add_final(self, info: dict[str, Any]) -> None:
