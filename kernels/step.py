@@ -98,6 +98,17 @@ def reset_env_nb(i, start, bars, features, acct, position, avg_px, clock, rng, o
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _allowed_units(i, weight, equity, px, lot_size, allow_short, events):
+    """Units that hold ``weight`` at ``px``; with shorting off a short target becomes flat and
+    counts a SHORT_BLOCKED event (for market, limit and stop orders alike)."""
+    units = target_units_nb(weight, equity, px, lot_size)
+    if units < 0.0 and not allow_short:
+        events[i, FillReason.SHORT_BLOCKED] += 1
+        return 0.0
+    return units
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _fill_order(i, a, qty, ref_px, fill_t, decision_t, order_type, bars, series, cost_params,
                 slippage_model, commission_model, acct, position, avg_px, trail_ref, events,
                 record, rec_f, rec_i, rec_n, lot_size, cash, cost):
@@ -240,9 +251,8 @@ def _step_range(lo, hi, action, bars, features, series, acct, position, avg_px, 
             if otype != OrderType.MARKET:
                 # a new limit/stop order replaces whatever was working, priced off the close
                 # of the bar it was decided on
-                units = target_units_nb(w, equity_prev, bars[BarField.CLOSE, t, a], lot_size)
-                if units < 0.0 and not allow_short:
-                    units = 0.0
+                units = _allowed_units(i, w, equity_prev, bars[BarField.CLOSE, t, a], lot_size,
+                                       allow_short, events)
                 side = units - position[i, a]
                 if not should_trade_nb(side, units):
                     orders[i, a, WorkingOrder.TYPE] = NO_ORDER
@@ -261,10 +271,7 @@ def _step_range(lo, hi, action, bars, features, series, acct, position, avg_px, 
                 orders[i, a, WorkingOrder.AGE] = 0.0
                 continue
             orders[i, a, WorkingOrder.TYPE] = NO_ORDER  # a market order cancels a working one
-            units = target_units_nb(w, equity_ref, ref_px, lot_size)
-            if units < 0.0 and not allow_short:
-                units = 0.0
-                events[i, FillReason.SHORT_BLOCKED] += 1
+            units = _allowed_units(i, w, equity_ref, ref_px, lot_size, allow_short, events)
             qty = units - position[i, a]
             if not should_trade_nb(qty, units):
                 continue

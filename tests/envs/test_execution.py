@@ -88,3 +88,12 @@ def test_spread_column_sets_the_half_spread_cost():
     o = env.market.field("open")[info["bar"][0], 0]
     notional = info["position"][0, 0] * o * (1 + 4e-4)
     assert info["cost"][0] == pytest.approx(notional * 4e-4 / (1 + 4e-4), rel=1e-9)
+
+
+@pytest.mark.parametrize("order_type", ["market", "limit"])
+def test_blocked_shorts_are_counted_for_every_order_type(order_type):
+    env = make_env(1, [*ZERO, "execution.allow_short=false", f"execution.order_type={order_type}"])
+    env.reset(seed=0)
+    *_, info = env.step(np.array([[-1.0]], dtype=np.float32))
+    assert info["position"][0, 0] == 0.0
+    assert info["risk_events"][0, 9] == 1  # FillReason.SHORT_BLOCKED
