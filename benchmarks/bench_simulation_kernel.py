@@ -13,41 +13,68 @@ import numpy as np
 import pytest
 from numba import njit
 
+from kernels.enums import (
+    N_SIM_ASSET,
+    N_SIM_CLOCK,
+    N_SIM_ENV,
+    N_SIM_REGIME,
+    N_SIM_STATE,
+    N_SIM_STRESS,
+    BarField,
+    SimAsset,
+    SimEnv,
+    SimRegime,
+    SimStress,
+)
 from kernels.simulation import sim_reset_env_nb, sim_step_all_nb
 
 CALLS_PER_ROUND = 20
 
 
 @njit  # not cached: it would not see edits to the inlined kernel
-def _reset_all_nb(rng, init_price, vol, ar1, chol, close, dev, h, regime, bar_index):
+def _reset_all_nb(rng, sim_asset, chol, sim_state, sim_clock):
     for i in range(rng.shape[0]):
-        sim_reset_env_nb(i, rng, init_price, vol, ar1, chol, close, dev, h, regime, bar_index)
+        sim_reset_env_nb(i, rng, sim_asset, chol, sim_state, sim_clock)
 
 
 def make_args(n, features):
-    """sim_step_all_nb's arguments for n envs x 1 asset, state reset."""
+    """sim_step_all_nb's arguments for n envs x 1 asset (packed layout), state reset."""
     full = features == "all"
-    one = np.ones(1)
-    params = (
-        2e-4 * one, 0.01 * one, np.eye(1),  # drift, vol, chol
-        (0.1 if full else 0.0) * one, (0.85 if full else 0.0) * one,  # garch alpha, beta
-        (0.1 if full else 0.0) * one,  # ar1
-        0.01 if full else 0.0, -0.05, 0.03,  # jump intensity, mean, std
-        np.array([0.99, 0.9]) if full else np.ones(2), np.array([1.0, 2.0]), np.ones(2),
-        0.5, 1e6 * one,  # intrabar_vol, base_volume
-    )
-    window = np.zeros(n, dtype=np.int64) if full else np.full(n, -1, dtype=np.int64)
-    stress = (
-        np.full(n, -1, dtype=np.int64), math.log(0.8),  # no crash
-        window, 1 << 40, 2.0,  # vol spike over the whole run (all) or none (gbm)
-        window, 1 << 40, 0.1,  # drought likewise
-    )
+    sim_asset = np.empty((n, N_SIM_ASSET, 1))
+    sim_asset[:, SimAsset.DRIFT] = 2e-4
+    sim_asset[:, SimAsset.VOL] = 0.01
+    sim_asset[:, SimAsset.GARCH_ALPHA] = 0.1 if full else 0.0
+    sim_asset[:, SimAsset.GARCH_BETA] = 0.85 if full else 0.0
+    sim_asset[:, SimAsset.AR1] = 0.1 if full else 0.0
+    sim_asset[:, SimAsset.INIT_PRICE] = 100.0
+    sim_asset[:, SimAsset.BASE_VOLUME] = 1e6
+    sim_env = np.empty((n, N_SIM_ENV))
+    sim_env[:, SimEnv.JUMP_INTENSITY] = 0.01 if full else 0.0
+    sim_env[:, SimEnv.JUMP_MEAN] = -0.05
+    sim_env[:, SimEnv.JUMP_STD] = 0.03
+    sim_env[:, SimEnv.INTRABAR_VOL] = 0.5
+    sim_env[:, SimEnv.CRASH_SIZE] = math.log(0.8)
+    sim_env[:, SimEnv.SPIKE_MULT] = 2.0
+    sim_env[:, SimEnv.DROUGHT_MULT] = 0.1
+    chol = np.eye(1)
+    regime_table = np.empty((N_SIM_REGIME, 2))
+    regime_table[SimRegime.P_STAY] = [0.99, 0.9] if full else [1.0, 1.0]
+    regime_table[SimRegime.VOL_MULT] = [1.0, 2.0]
+    regime_table[SimRegime.DRIFT_MULT] = [1.0, 1.0]
+    # Vol spike and drought over the whole run (all) or none (gbm); no crash.
+    window = 0 if full else -1
+    stress = np.empty((n, N_SIM_STRESS), dtype=np.int64)
+    stress[:, SimStress.CRASH_BAR] = -1
+    stress[:, SimStress.SPIKE_START] = window
+    stress[:, SimStress.SPIKE_LEN] = 1 << 40
+    stress[:, SimStress.DROUGHT_START] = window
+    stress[:, SimStress.DROUGHT_LEN] = 1 << 40
     rng = (np.arange(n, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)) ^ np.uint64(42)
-    close, dev, h = np.empty((n, 1)), np.empty((n, 1)), np.empty((n, 1))
-    regime, bar_index = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
-    _reset_all_nb(rng, 100.0 * one, params[1], params[5], params[2],
-                  close, dev, h, regime, bar_index)
-    return (rng, *params, *stress, close, dev, h, regime, bar_index, np.empty((n, 5, 1)))
+    sim_state = np.empty((n, N_SIM_STATE, 1))
+    sim_clock = np.empty((n, N_SIM_CLOCK), dtype=np.int64)
+    _reset_all_nb(rng, sim_asset, chol, sim_state, sim_clock)
+    out_bars = np.empty((5, n, 1))  # env i's bar in out_bars[:, i, :]
+    return (rng, sim_asset, sim_env, chol, regime_table, stress, sim_state, sim_clock, out_bars)
 
 
 @pytest.mark.parametrize("features", ["gbm", "all"])
@@ -69,7 +96,7 @@ def test_sim_step_all(benchmark, num_envs, threads, features):
     finally:
         numba.set_num_threads(saved)
     out = args[-1]
-    assert np.all(np.isfinite(out)) and np.all(out[:, 2] > 0.0)  # low > 0
+    assert np.all(np.isfinite(out)) and np.all(out[BarField.LOW] > 0.0)
     per_call = benchmark.stats.stats.median / CALLS_PER_ROUND  # robust to a busy machine
     info = benchmark.extra_info
     info["num_envs"] = num_envs

@@ -274,3 +274,114 @@ class WorkingOrderT(NamedTuple):
 WorkingOrder = WorkingOrderT()
 N_ORDER = len(WorkingOrder)
 NO_ORDER = -1.0
+
+
+# ---- simulation mode (kernels.simulation, kernels.sim_rows) ------------------------------------
+class SimAssetT(NamedTuple):
+    """Middle axis of the per-env, per-asset market parameters ``sim_asset`` float64
+    (n, N_SIM_ASSET, A); every rate per bar."""
+
+    DRIFT: int = 0  # mean simple return per bar (regime 0)
+    VOL: int = 1  # unconditional std of the AR(1) innovation, log units per bar
+    GARCH_ALPHA: int = 2
+    GARCH_BETA: int = 3
+    AR1: int = 4
+    INIT_PRICE: int = 5  # currency
+    BASE_VOLUME: int = 6  # units per bar
+
+
+SimAsset = SimAssetT()
+N_SIM_ASSET = len(SimAsset)
+
+
+class SimEnvT(NamedTuple):
+    """Columns of the per-env market parameters ``sim_env`` float64 (n, N_SIM_ENV)."""
+
+    JUMP_INTENSITY: int = 0  # probability of a jump per bar and asset
+    JUMP_MEAN: int = 1  # mean log jump size
+    JUMP_STD: int = 2  # std of the log jump size
+    INTRABAR_VOL: int = 3  # wick scale, a fraction of the bar's sigma
+    CRASH_SIZE: int = 4  # log gap of the crash bar (log(0.8) for -20 %)
+    SPIKE_MULT: int = 5  # vol multiplier inside the vol-spike window
+    DROUGHT_MULT: int = 6  # volume multiplier inside the drought window
+    CRASH_PROB: int = 7  # probability that an episode has a crash (drawn at each path reset)
+    SPIKE_PROB: int = 8  # probability that an episode has a vol spike
+    DROUGHT_PROB: int = 9  # probability that an episode has a liquidity drought
+
+
+SimEnv = SimEnvT()
+N_SIM_ENV = len(SimEnv)
+
+
+class SimStressT(NamedTuple):
+    """Columns of the per-env stress windows ``stress`` int64 (n, N_SIM_STRESS), in path bars
+    (bar 0 is the first bar generated after a reset); a negative start disables a window."""
+
+    CRASH_BAR: int = 0
+    SPIKE_START: int = 1
+    SPIKE_LEN: int = 2
+    DROUGHT_START: int = 3
+    DROUGHT_LEN: int = 4
+
+
+SimStress = SimStressT()
+N_SIM_STRESS = len(SimStress)
+
+
+class SimRegimeT(NamedTuple):
+    """Rows of the shared regime table ``regime_table`` float64 (N_SIM_REGIME, 2)."""
+
+    P_STAY: int = 0  # per-bar probability of staying in regime 0 / 1
+    VOL_MULT: int = 1
+    DRIFT_MULT: int = 2
+
+
+SimRegime = SimRegimeT()
+N_SIM_REGIME = len(SimRegime)
+
+
+class SimStateT(NamedTuple):
+    """Middle axis of the per-env, per-asset generator state ``sim_state`` float64
+    (n, N_SIM_STATE, A)."""
+
+    CLOSE: int = 0  # last close (currency)
+    DEV: int = 1  # AR(1) deviation of the log return
+    H: int = 2  # GARCH conditional variance of the next bar's base shock
+
+
+SimState = SimStateT()
+N_SIM_STATE = len(SimState)
+
+
+class SimClockT(NamedTuple):
+    """Columns of the per-env generator clock ``sim_clock`` int64 (n, N_SIM_CLOCK)."""
+
+    REGIME: int = 0  # regime of the next bar, 0 or 1
+    BAR_INDEX: int = 1  # path bars generated since the reset (the index of the next bar)
+
+
+SimClock = SimClockT()
+N_SIM_CLOCK = len(SimClock)
+
+
+class RowStateT(NamedTuple):
+    """Middle axis of the per-env, per-asset recursions ``row_state`` float64
+    (n, N_ROW_STATE, A) that simulation mode carries from one generated bar to the next, so
+    that its features and series equal ``compute_features_nb`` / ``ewma_nb`` /
+    ``compute_risk_series_nb`` run over the env's whole path."""
+
+    F_RET2: int = 0  # feature EWMA of squared log returns
+    F_RNG: int = 1  # feature EWMA of log(high / low)
+    F_VOL: int = 2  # feature EWMA of log volume
+    F_VOL2: int = 3  # feature EWMA of squared log volume
+    F_W: int = 4  # feature EWMA bias correction
+    AV_M: int = 5  # volume EWMA (execution.impact_halflife)
+    AV_W: int = 6
+    R_M1: int = 7  # return EWMA (risk.vol_halflife)
+    R_M2: int = 8
+    R_W: int = 9
+    ATR: int = 10  # Wilder ATR
+
+
+RowState = RowStateT()
+N_ROW_STATE = len(RowState)

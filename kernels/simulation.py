@@ -7,32 +7,36 @@ step reads like a bar of data.
 
 Contract
 --------
-* State, struct-of-arrays, env on axis 0: ``close`` float64 (n, A) last close (currency);
-  ``dev`` float64 (n, A) AR(1) deviation of the log return; ``h`` float64 (n, A) GARCH(1,1)
-  conditional variance of the next bar's base shock (log units squared, per bar); ``regime``
-  int64 (n,) in {0, 1}; ``bar_index`` int64 (n,) bars generated since the reset (the index t of
-  the next bar); ``rng`` uint64 (n,) splitmix64 words.
-* Parameters, every rate PER BAR (annual figures are converted by the Python layer):
-  ``drift``, ``vol``, ``garch_alpha``, ``garch_beta``, ``ar1``, ``init_price``, ``base_volume``
-  float64 (A,); ``chol`` float64 (A, A) lower Cholesky factor of the asset correlation matrix
-  (upper triangle never read); scalars ``jump_intensity`` (probability of one jump per bar and
-  asset, independent across assets), ``jump_mean``, ``jump_std`` (log jump size),
-  ``intrabar_vol``; ``regime_p_stay``, ``regime_vol_mult``, ``regime_drift_mult`` float64 (2,).
-* Stress: ``crash_bar`` int64 (n,) (-1 = none) and scalar ``crash_size`` (a log gap, e.g.
-  log(0.8) = -20 %); ``vol_spike_start``, ``drought_start`` int64 (n,) (-1 = none) with scalar
-  int ``*_len`` and float ``*_mult``.
-* Output ``out_bar`` float64 (n, 5, A): ``sim_next_bar_nb`` fully overwrites row i, read as
-  ``out_bar[i, BarField.X, a]``. Nothing is validated here (garch_alpha, garch_beta >= 0 with
-  sum < 1, |ar1| < 1, vol >= 0, probabilities in [0, 1]): the Python layer checks inputs once.
+Struct-of-arrays, env on axis 0, field names in ``kernels.enums`` (Sim*):
+
+* State: ``sim_state`` float64 (n, N_SIM_STATE, A): CLOSE last close (currency), DEV AR(1)
+  deviation of the log return, H GARCH(1,1) conditional variance of the next bar's base shock
+  (log units squared, per bar); ``sim_clock`` int64 (n, N_SIM_CLOCK): REGIME in {0, 1} (the
+  regime of the next bar), BAR_INDEX bars generated since the reset (the index t of the next
+  bar); ``rng`` uint64 (n,) splitmix64 words.
+* Parameters, every rate PER BAR (annual figures are converted by the Python layer), each env
+  its own: ``sim_asset`` float64 (n, N_SIM_ASSET, A): DRIFT, VOL, GARCH_ALPHA, GARCH_BETA, AR1,
+  INIT_PRICE, BASE_VOLUME; ``sim_env`` float64 (n, N_SIM_ENV): JUMP_INTENSITY (probability of
+  one jump per bar and asset, independent across assets), JUMP_MEAN, JUMP_STD (log jump size),
+  INTRABAR_VOL, and the stress sizes CRASH_SIZE (a log gap, e.g. log(0.8) = -20 %), SPIKE_MULT,
+  DROUGHT_MULT. Shared by the batch: ``chol`` float64 (A, A) lower Cholesky factor of the asset
+  correlation matrix (upper triangle never read); ``regime_table`` float64 (N_SIM_REGIME, 2):
+  P_STAY, VOL_MULT, DRIFT_MULT per regime.
+* Stress windows: ``stress`` int64 (n, N_SIM_STRESS): CRASH_BAR, SPIKE_START, SPIKE_LEN,
+  DROUGHT_START, DROUGHT_LEN in path bars; a negative bar or start disables one.
+* Output: ``sim_next_bar_nb(i, r, ...)`` fully overwrites row r of ``bars`` float64
+  (5, rows, A), read as ``bars[BarField.X, r, a]`` (the fused step's layout). Nothing is
+  validated here (garch_alpha, garch_beta >= 0 with sum < 1, |ar1| < 1, vol >= 0,
+  probabilities in [0, 1]): the Python layer checks inputs once.
 
 Process (env i, asset a, bar t = bar_index[i]; the regime k is shared by the env's assets)
 -----------------------------------------------------------------------------------------
 ::
 
-    k_t     = k_{t-1} if u_regime < regime_p_stay[k_{t-1}] else 1 - k_{t-1}  (t >= 1; k_0 = 0)
-    m_t     = regime_vol_mult[k_t] * (vol_spike_mult if t in the spike window else 1)
+    k_t     = k_{t-1} if u_regime < P_STAY[k_{t-1}] else 1 - k_{t-1}  (t >= 1; k_0 = 0)
+    m_t     = VOL_MULT[k_t] * (SPIKE_MULT if t in the spike window else 1)
     sigma_t = sqrt(h_t) * m_t
-    c_t     = drift * regime_drift_mult[k_t] - sigma_t**2 / 2 - log(1 + jump_intensity * kappa),
+    c_t     = drift * DRIFT_MULT[k_t] - sigma_t**2 / 2 - log(1 + jump_intensity * kappa),
               kappa = exp(jump_mean + jump_std**2 / 2) - 1
     e_t     = (chol @ z_t)[a],                   z_t ~ N(0, I_A)
     dev_t   = ar1 * dev_{t-1} + sigma_t * e_t
@@ -45,7 +49,7 @@ Process (env i, asset a, bar t = bar_index[i]; the regime k is shared by the env
               eps_t = sqrt(h_t) * e_t,   omega = vol**2 * (1 - garch_alpha - garch_beta)
 
 Drift convention (as ``kernels.markets``): the Ito term and the jump compensator live in c_t,
-so with ar1 = 0, E[close_t / open_t | past] = exp(drift * regime_drift_mult[k_t]): ``drift`` is
+so with ar1 = 0, E[close_t / open_t | past] = exp(drift * DRIFT_MULT[k_t]): ``drift`` is
 the mean simple return per bar to first order, and the mean log return per bar in regime 0 is
 ``drift - vol**2 / 2 - log(1 + jump_intensity * kappa)`` (E[h_t] = vol**2 at every t since h
 starts at vol**2). ``vol`` is the unconditional std of the AR(1) innovation, so the std of r_t
@@ -119,7 +123,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from kernels.enums import BarField
+from kernels.enums import BarField, SimAsset, SimClock, SimEnv, SimRegime, SimState, SimStress
 from kernels.markets import (  # the ziggurat tables are shared with the whole-path generator
     _ZE_F,
     _ZE_K,
@@ -140,6 +144,13 @@ _S12 = np.uint64(12)
 _TWO_M52 = 2.0**-52
 _MEAN_ABS_NORMAL = 0.7978845608028654  # E|N(0, 1)| = sqrt(2 / pi): centres the surprise term
 _OPEN, _HIGH, _LOW, _CLOSE, _VOLUME = BarField  # plain ints for the kernels
+_DRIFT, _VOL, _GARCH_ALPHA, _GARCH_BETA, _AR1, _INIT_PRICE, _BASE_VOLUME = SimAsset
+_JUMP_INTENSITY, _JUMP_MEAN, _JUMP_STD, _INTRABAR_VOL, _CRASH_SIZE, _SPIKE_MULT = SimEnv[:6]
+_DROUGHT_MULT = SimEnv.DROUGHT_MULT
+_CRASH_BAR, _SPIKE_START, _SPIKE_LEN, _DROUGHT_START, _DROUGHT_LEN = SimStress
+_P_STAY, _VOL_MULT, _DRIFT_MULT = SimRegime
+_CLOSE_S, _DEV, _H = SimState
+_REGIME, _BAR_INDEX = SimClock
 
 # exp_nb: x = (64 m + j) ln2 / 64 + r with |r| <= ln2 / 128, exp(x) = 2**m * 2**(j / 64) * e**r.
 # ln2 / 64 is split Cody-Waite style (fdlibm's ln2_hi has 21 trailing zero bits, so k * hi is
@@ -268,57 +279,62 @@ def draw_crash_bar_nb(state, i, lo, hi):
 
 # ---- the bar kernels -------------------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def sim_reset_env_nb(i, rng, init_price, vol, ar1, chol, close, dev, h, regime, bar_index):
+def sim_reset_env_nb(i, rng, sim_asset, chol, sim_state, sim_clock):
     """Reset env i: close = init_price, h = vol**2, dev stationary (A normals), regime 0, bar 0."""
-    n_assets = close.shape[1]
+    n_assets = sim_state.shape[2]
     s = rng[i]
     for a in range(n_assets):
-        dev[i, a], s = normal_word_nb(s)  # z, held in dev until e = chol @ z replaces it
+        sim_state[i, _DEV, a], s = normal_word_nb(s)  # z, held in dev until e = chol @ z
     # Backwards, so each slot is overwritten only after the larger assets have read it
     # (chol is lower-triangular: asset a reads z_0 .. z_a).
     for a in range(n_assets - 1, -1, -1):
         e = 0.0
         for j in range(a + 1):
-            e += chol[a, j] * dev[i, j]
-        dev[i, a] = vol[a] * e / np.sqrt(1.0 - ar1[a] * ar1[a])
-        close[i, a] = init_price[a]
-        h[i, a] = vol[a] * vol[a]
+            e += chol[a, j] * sim_state[i, _DEV, j]
+        vol = sim_asset[i, _VOL, a]
+        ar1 = sim_asset[i, _AR1, a]
+        sim_state[i, _DEV, a] = vol * e / np.sqrt(1.0 - ar1 * ar1)
+        sim_state[i, _CLOSE_S, a] = sim_asset[i, _INIT_PRICE, a]
+        sim_state[i, _H, a] = vol * vol
     rng[i] = s
-    regime[i] = 0
-    bar_index[i] = 0
+    sim_clock[i, _REGIME] = 0
+    sim_clock[i, _BAR_INDEX] = 0
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def sim_next_bar_nb(
-    i, rng, drift, vol, chol, garch_alpha, garch_beta, ar1,
-    jump_intensity, jump_mean, jump_std, regime_p_stay, regime_vol_mult, regime_drift_mult,
-    intrabar_vol, base_volume,
-    crash_bar, crash_size, vol_spike_start, vol_spike_len, vol_spike_mult,
-    drought_start, drought_len, drought_mult,
-    close, dev, h, regime, bar_index, out_bar,
-):
-    """Write env i's next bar into out_bar[i] (5, A) and advance its state by one bar."""
+def sim_next_bar_nb(i, r, rng, sim_asset, sim_env, chol, regime_table, stress, sim_state,
+                    sim_clock, bars):
+    """Write env i's next bar into row r of bars (5, rows, A) and advance its state one bar."""
     # Layout for speed (see Cost in the module docstring): the small arrays are read here,
     # before any branch, and the others last in the final asset loop or after it.
-    n_assets = close.shape[1]
-    t = bar_index[i]
-    k = regime[i]
+    n_assets = sim_state.shape[2]
+    t = sim_clock[i, _BAR_INDEX]
+    k = sim_clock[i, _REGIME]
     s = rng[i]
-    p_stay = regime_p_stay[k]
-    vm = regime_vol_mult[k]
-    dm = regime_drift_mult[k]
-    crash_t = crash_bar[i]
-    spike_t = vol_spike_start[i]
-    drought_t = drought_start[i]
+    p_stay = regime_table[_P_STAY, k]
+    vm = regime_table[_VOL_MULT, k]
+    dm = regime_table[_DRIFT_MULT, k]
+    jump_intensity = sim_env[i, _JUMP_INTENSITY]
+    jump_mean = sim_env[i, _JUMP_MEAN]
+    jump_std = sim_env[i, _JUMP_STD]
+    intrabar_vol = sim_env[i, _INTRABAR_VOL]
+    crash_t = stress[i, _CRASH_BAR]
+    spike_t = stress[i, _SPIKE_START]
+    drought_t = stress[i, _DROUGHT_START]
+    spike_len = stress[i, _SPIKE_LEN]
+    drought_len = stress[i, _DROUGHT_LEN]
+    crash_size = sim_env[i, _CRASH_SIZE]
+    spike_mult = sim_env[i, _SPIKE_MULT]
+    drought_mult = sim_env[i, _DROUGHT_MULT]
 
-    if 0 <= spike_t <= t < spike_t + vol_spike_len:
-        vm *= vol_spike_mult
+    if 0 <= spike_t <= t < spike_t + spike_len:
+        vm *= spike_mult
     v_mult = drought_mult if 0 <= drought_t <= t < drought_t + drought_len else 1.0
     gap = 0.0
     gap_factor = 1.0
     if t == crash_t:
         gap = crash_size
-        gap_factor = exp_nb(crash_size)
+        gap_factor = exp_nb(gap)
     draw_jumps = jump_intensity > 0.0
     log_jump_comp = 0.0
     if draw_jumps:
@@ -331,31 +347,31 @@ def sim_next_bar_nb(
         for q in range(n_normals):
             x, s = normal_word_nb(s)
             # q = 0, 1, 2 -> HIGH, VOLUME, LOW (arithmetic: a tuple lookup could raise)
-            out_bar[i, _HIGH + 3 * q - 5 * (q >> 1), a] = x
+            bars[_HIGH + 3 * q - 5 * (q >> 1), r, a] = x
 
     # Backwards: e = chol @ z replaces z in place (asset a reads z_0 .. z_a only).
     for a in range(n_assets - 1, -1, -1):
         e = 0.0
         for j in range(a + 1):
-            e += chol[a, j] * out_bar[i, _HIGH, j]
-        h_t = h[i, a]
-        vol_a = vol[a]
-        ga = garch_alpha[a]
-        gb = garch_beta[a]
+            e += chol[a, j] * bars[_HIGH, r, j]
+        h_t = sim_state[i, _H, a]
+        vol_a = sim_asset[i, _VOL, a]
+        ga = sim_asset[i, _GARCH_ALPHA, a]
+        gb = sim_asset[i, _GARCH_BETA, a]
         no_garch = ga == 0.0 and gb == 0.0
         # Without GARCH h == vol**2 exactly, and sqrt(vol**2) == vol in IEEE arithmetic.
         sd = vol_a if no_garch else np.sqrt(h_t)
         sigma = sd * vm
         shock = sigma * e
-        d = ar1[a] * dev[i, a] + shock
+        d = sim_asset[i, _AR1, a] * sim_state[i, _DEV, a] + shock
         jump = 0.0
         if draw_jumps:
             u, s = uniform_word_nb(s)
             if u < jump_intensity:
-                jump = jump_mean + jump_std * out_bar[i, _LOW, a]
-        r = drift[a] * dm - 0.5 * sigma * sigma - log_jump_comp + d + jump
-        px_open = close[i, a] * gap_factor
-        px_close = px_open * exp_nb(r)
+                jump = jump_mean + jump_std * bars[_LOW, r, a]
+        ret = sim_asset[i, _DRIFT, a] * dm - 0.5 * sigma * sigma - log_jump_comp + d + jump
+        px_open = sim_state[i, _CLOSE_S, a] * gap_factor
+        px_close = px_open * exp_nb(ret)
 
         # Brownian-bridge excess of the high / low over the body, in log units.
         e_high = 0.0
@@ -368,8 +384,8 @@ def sim_next_bar_nb(
                 e_low = x
         s_bar = intrabar_vol * sigma
         two_s2 = 2.0 * s_bar * s_bar
-        r2 = r * r
-        abs_r = abs(r)
+        r2 = ret * ret
+        abs_r = abs(ret)
         body_high = px_close if px_close > px_open else px_open
         body_low = px_open if px_close > px_open else px_close
         px_high = body_high * exp_nb(0.5 * (np.sqrt(r2 + two_s2 * e_high) - abs_r))
@@ -386,19 +402,19 @@ def sim_next_bar_nb(
         surprise = abs(x)
         if surprise > VOLUME_SURPRISE_CAP:
             surprise = VOLUME_SURPRISE_CAP
-        log_v = VOLUME_LOG_STD * (out_bar[i, _VOLUME, a] - 0.5 * VOLUME_LOG_STD) + (
+        log_v = VOLUME_LOG_STD * (bars[_VOLUME, r, a] - 0.5 * VOLUME_LOG_STD) + (
             VOLUME_SHOCK_BETA * (surprise - _MEAN_ABS_NORMAL)
         )
 
-        out_bar[i, _OPEN, a] = px_open
-        out_bar[i, _HIGH, a] = px_high if px_high > body_high else body_high
-        out_bar[i, _LOW, a] = px_low if px_low < body_low else body_low
-        out_bar[i, _CLOSE, a] = px_close
-        out_bar[i, _VOLUME, a] = base_volume[a] * exp_nb(log_v) * v_mult
+        bars[_OPEN, r, a] = px_open
+        bars[_HIGH, r, a] = px_high if px_high > body_high else body_high
+        bars[_LOW, r, a] = px_low if px_low < body_low else body_low
+        bars[_CLOSE, r, a] = px_close
+        bars[_VOLUME, r, a] = sim_asset[i, _BASE_VOLUME, a] * exp_nb(log_v) * v_mult
         # omega + alpha eps**2 + beta h with eps**2 = h e**2; exactly vol**2 without GARCH.
-        h[i, a] = vol_a * vol_a * (1.0 - ga - gb) + (ga * e * e + gb) * h_t
-        dev[i, a] = d
-        close[i, a] = px_close
+        sim_state[i, _H, a] = vol_a * vol_a * (1.0 - ga - gb) + (ga * e * e + gb) * h_t
+        sim_state[i, _DEV, a] = d
+        sim_state[i, _CLOSE_S, a] = px_close
 
     # The regime of the next bar (k_{t+1}), drawn last.
     if p_stay < 1.0:
@@ -406,26 +422,14 @@ def sim_next_bar_nb(
         if u >= p_stay:
             k = 1 - k
     rng[i] = s
-    regime[i] = k
-    bar_index[i] = t + 1
+    sim_clock[i, _REGIME] = k
+    sim_clock[i, _BAR_INDEX] = t + 1
 
 
 @njit(cache=True, nogil=True, parallel=True, error_model="numpy")
-def sim_step_all_nb(
-    rng, drift, vol, chol, garch_alpha, garch_beta, ar1,
-    jump_intensity, jump_mean, jump_std, regime_p_stay, regime_vol_mult, regime_drift_mult,
-    intrabar_vol, base_volume,
-    crash_bar, crash_size, vol_spike_start, vol_spike_len, vol_spike_mult,
-    drought_start, drought_len, drought_mult,
-    close, dev, h, regime, bar_index, out_bar,
-):
-    """Every env's next bar into out_bar (n, 5, A), envs in parallel (prange)."""
-    for i in prange(close.shape[0]):
-        sim_next_bar_nb(
-            i, rng, drift, vol, chol, garch_alpha, garch_beta, ar1,
-            jump_intensity, jump_mean, jump_std, regime_p_stay, regime_vol_mult,
-            regime_drift_mult, intrabar_vol, base_volume,
-            crash_bar, crash_size, vol_spike_start, vol_spike_len, vol_spike_mult,
-            drought_start, drought_len, drought_mult,
-            close, dev, h, regime, bar_index, out_bar,
-        )
+def sim_step_all_nb(rng, sim_asset, sim_env, chol, regime_table, stress, sim_state, sim_clock,
+                    out_bars):
+    """Every env's next bar into out_bars (5, n, A) (env i in row i), envs in parallel."""
+    for i in prange(sim_state.shape[0]):
+        sim_next_bar_nb(i, i, rng, sim_asset, sim_env, chol, regime_table, stress, sim_state,
+                        sim_clock, out_bars)

@@ -10,7 +10,12 @@ Shapes (n envs, A assets, T bars, F features, D observation size):
   rng uint64 (n,); cost_params float64 (n, N_COST_PARAM);
   reward_weights float64 (N_REWARDS,); target float64 (n, A) scratch for target weights;
   obs, final_obs float32 (n, D); reward float64 (n,); terminated, truncated bool (n,);
-  final_acct, final_position, final_clock: the done envs' state before a same-step reset.
+  final_acct, final_position, final_clock: the done envs' state before a same-step reset;
+  reset_start int64 (n,): the bar an autoreset env starts at, -1 for a random one (data mode).
+
+Simulation mode (``sim_step_envs_nb``): every env first generates its next bar into its own
+segment of bars/series/features (``kernels.sim_rows``), or a fresh path when it autoresets, then
+the same per-env body runs; a same-step reset gets its fresh path right after the step.
 
 Timing (no look-ahead): env i stands at bar t = clock[i, BAR], closed. The action becomes target
 weights; the order fills at open t+1 (``FillPrice.NEXT_OPEN``) or close t (``FillPrice.CLOSE``)
@@ -43,9 +48,11 @@ from kernels.enums import (
     FillReason,
     Halt,
     OrderType,
+    RecordInt,
     RewardId,
     RiskParam,
     SeriesField,
+    SimClock,
     SizingRule,
     StepStatus,
     StopKind,
@@ -65,6 +72,7 @@ from kernels.reward import (
 )
 from kernels.risk import size_weight_nb, stop_exit_nb, stop_levels_nb, update_trail_ref_nb
 from kernels.rng import randint_nb
+from kernels.sim_rows import sim_advance_nb, sim_restart_nb
 
 custom_reward_nb = zero_reward_nb
 
@@ -160,7 +168,7 @@ def _step_range(lo, hi, action, bars, features, series, acct, position, avg_px, 
                 slippage_model, commission_model, allow_short, risk_params, day, trail_ref,
                 events, rec_f, rec_i, rec_n, sizing_rule, sl_kind, tp_kind, trail_kind,
                 drawdown_halts, periods_per_year, record, order_sel, default_order_type, latency,
-                ring_w, ring_type, orders, order_offset_bps, time_in_force):
+                ring_w, ring_type, orders, order_offset_bps, time_in_force, reset_start):
     """Advance envs lo..hi-1 one bar (actions already validated); return how many are done."""
     n_assets = action.shape[1]
     row_size = features.shape[0] // bars.shape[1]  # A * F floats per bar in the flat features
@@ -171,8 +179,9 @@ def _step_range(lo, hi, action, bars, features, series, acct, position, avg_px, 
         if record:
             rec_n[i] = 0  # records describe this step only
         if clock[i, Clock.NEEDS_RESET] != 0:
-            reset_env_nb(i, -1, bars, features, acct, position, avg_px, clock, rng, obs, events,
-                         orders, first_bar, last_start, window, initial_cash, portfolio_obs, clip)
+            reset_env_nb(i, reset_start[i], bars, features, acct, position, avg_px, clock, rng,
+                         obs, events, orders, first_bar, last_start, window, initial_cash,
+                         portfolio_obs, clip)
             reward[i] = 0.0
             terminated[i] = False
             truncated[i] = False
@@ -429,12 +438,82 @@ def _step_range(lo, hi, action, bars, features, series, acct, position, avg_px, 
                     final_position[i, a] = position[i, a]
                 for k in range(clock.shape[1]):
                     final_clock[i, k] = clock[i, k]
-                reset_env_nb(i, -1, bars, features, acct, position, avg_px, clock, rng, obs,
+                reset_env_nb(i, reset_start[i], bars, features, acct, position, avg_px, clock, rng, obs,
                              events, orders, first_bar, last_start, window, initial_cash,
                              portfolio_obs, clip)
             else:
                 clock[i, Clock.NEEDS_RESET] = 1
     return n_done
+
+
+def _sim_before(lo, hi, clock, rng, bars, series, features, day, reset_start, sim_asset,
+                sim_env, chol, regime_table, stress, sim_state, sim_clock, row_state, seg_rows,
+                keep, bars_per_day, feature_ids, clip, f_alpha, av_alpha, r_alpha, atr_period,
+                warmup, episode_length):
+    """Simulation mode, before the step: envs lo..hi-1 generate the bar they will trade on,
+    or a fresh path when they autoreset this step."""
+    # two loops: the restarts call out of line, which would stop Numba from pruning the
+    # reference counting out of the hot loop below
+    for i in range(lo, hi):
+        if clock[i, Clock.NEEDS_RESET] != 0:
+            reset_start[i] = sim_restart_nb(
+                i, clock, rng, bars, series, features, day, sim_asset, sim_env, chol,
+                regime_table, stress, sim_state, sim_clock, row_state, seg_rows, keep,
+                bars_per_day, feature_ids, clip, f_alpha, av_alpha, r_alpha, atr_period,
+                warmup, episode_length)
+    for i in range(lo, hi):
+        if clock[i, Clock.NEEDS_RESET] == 0:
+            sim_advance_nb(i, clock, rng, bars, series, features, day, sim_asset, sim_env, chol,
+                           regime_table, stress, sim_state, sim_clock, row_state, seg_rows,
+                           keep, bars_per_day, feature_ids, clip, f_alpha, av_alpha, r_alpha,
+                           atr_period)
+
+
+def _sim_after(lo, hi, same_step, terminated, truncated, final_clock, rec_i, rec_n, clock, rng,
+               bars, series, features, day, acct, position, avg_px, obs, events, orders,
+               first_bar, last_start, window, initial_cash, portfolio_obs, reset_start,
+               sim_asset, sim_env, chol, regime_table, stress, sim_state, sim_clock, row_state,
+               seg_rows, keep, bars_per_day, feature_ids, clip, f_alpha, av_alpha, r_alpha,
+               atr_period, warmup, episode_length):
+    """Simulation mode, after the step: fill records and final clocks get path bars instead
+    of rows, and envs done in SAME_STEP mode restart on a fresh path."""
+    for i in range(lo, hi):
+        restart = same_step and (terminated[i] or truncated[i])
+        row = final_clock[i, Clock.BAR] if restart else clock[i, Clock.BAR]
+        offset = sim_clock[i, SimClock.BAR_INDEX] - 1 - row
+        for k in range(rec_n[i]):
+            rec_i[i, k, RecordInt.BAR] += offset
+        if restart:
+            final_clock[i, Clock.BAR] += offset
+            final_clock[i, Clock.START] += offset
+            start = sim_restart_nb(
+                i, clock, rng, bars, series, features, day, sim_asset, sim_env, chol,
+                regime_table, stress, sim_state, sim_clock, row_state, seg_rows, keep,
+                bars_per_day, feature_ids, clip, f_alpha, av_alpha, r_alpha, atr_period,
+                warmup, episode_length)
+            reset_start[i] = start
+            reset_env_nb(i, start, bars, features, acct, position, avg_px, clock, rng, obs,
+                         events, orders, first_bar, last_start, window, initial_cash,
+                         portfolio_obs, clip)
+
+
+def _sim_reset_envs(mask, bars, features, acct, position, avg_px, clock, rng, obs, events,
+                    orders, first_bar, last_start, window, initial_cash, portfolio_obs, clip,
+                    series, day, reset_start, sim_asset, sim_env, chol, regime_table, stress,
+                    sim_state, sim_clock, row_state, seg_rows, keep, bars_per_day, feature_ids,
+                    f_alpha, av_alpha, r_alpha, atr_period, warmup, episode_length):
+    """Simulation mode's reset: every env whose mask is True starts on a fresh path."""
+    for i in prange(mask.shape[0]):
+        if mask[i]:
+            start = sim_restart_nb(
+                i, clock, rng, bars, series, features, day, sim_asset, sim_env, chol,
+                regime_table, stress, sim_state, sim_clock, row_state, seg_rows, keep,
+                bars_per_day, feature_ids, clip, f_alpha, av_alpha, r_alpha, atr_period,
+                warmup, episode_length)
+            reset_start[i] = start
+            reset_env_nb(i, start, bars, features, acct, position, avg_px, clock, rng, obs,
+                         events, orders, first_bar, last_start, window, initial_cash,
+                         portfolio_obs, clip)
 
 
 _RANGE_ARGS = ", ".join(inspect.signature(_step_range).parameters)[len("lo, hi, "):]
@@ -462,8 +541,43 @@ def _step_envs(n_chunks, {_RANGE_ARGS}):
             n_done += step_range_nb(lo, hi, {_RANGE_ARGS})
     return n_done
 """
-exec(compile(_STEP_ENVS_SRC, __file__, "exec"), globals())  # a real file: Numba caches by it
+# Simulation mode: the same chunks, each generating its envs' bars before the step and restarting
+# same-step resets after it, in the same thread while the rows are in cache.
+_SIM_ARGS = ("sim_asset, sim_env, chol, regime_table, stress, sim_state, sim_clock, row_state, "
+             "seg_rows, keep, bars_per_day, feature_ids, f_alpha, av_alpha, r_alpha, atr_period, "
+             "warmup")
+_SIM_STEP_ENVS_SRC = f"""
+def _sim_step_envs(n_chunks, {_RANGE_ARGS}, {_SIM_ARGS}):
+    n = action.shape[0]
+    for i in range(n):
+        for a in range(action.shape[1]):
+            if not np.isfinite(action[i, a]):
+                return -StepStatus.BAD_ACTION
+    n_chunks = max(1, min(n, n_chunks))
+    chunk = (n + n_chunks - 1) // n_chunks
+    n_done = 0
+    for c in prange(n_chunks):
+        lo = c * chunk
+        hi = min(n, lo + chunk)
+        if lo < hi:
+            sim_before_nb(lo, hi, clock, rng, bars, series, features, day, reset_start,
+                          sim_asset, sim_env, chol, regime_table, stress, sim_state, sim_clock,
+                          row_state, seg_rows, keep, bars_per_day, feature_ids, clip, f_alpha,
+                          av_alpha, r_alpha, atr_period, warmup, episode_length)
+            n_done += step_range_nb(lo, hi, {_RANGE_ARGS})
+            sim_after_nb(lo, hi, same_step, terminated, truncated, final_clock, rec_i, rec_n,
+                         clock, rng, bars, series, features, day, acct, position, avg_px, obs,
+                         events, orders, first_bar, last_start, window, initial_cash,
+                         portfolio_obs, reset_start, sim_asset, sim_env, chol, regime_table,
+                         stress, sim_state, sim_clock, row_state, seg_rows, keep, bars_per_day,
+                         feature_ids, clip, f_alpha, av_alpha, r_alpha, atr_period, warmup,
+                         episode_length)
+    return n_done
+"""
+# compiled under this real file name: Numba caches by it
+exec(compile(_STEP_ENVS_SRC + _SIM_STEP_ENVS_SRC, __file__, "exec"), globals())
 _step_envs = globals()["_step_envs"]
+_sim_step_envs = globals()["_sim_step_envs"]
 _USED_BY_GENERATED = (np, prange, StepStatus)  # names the generated source reads
 
 
@@ -482,10 +596,17 @@ step_envs_nb = _compile(_step_envs, "step_envs_nb", parallel=False)
 step_envs_par_nb = _compile(_step_envs, "step_envs_par_nb", parallel=True)
 reset_envs_nb = _compile(_reset_envs, "reset_envs_nb", parallel=False)
 reset_envs_par_nb = _compile(_reset_envs, "reset_envs_par_nb", parallel=True)
+sim_before_nb = _compile(_sim_before, "sim_before_nb", parallel=False)
+sim_after_nb = _compile(_sim_after, "sim_after_nb", parallel=False)
+sim_step_envs_nb = _compile(_sim_step_envs, "sim_step_envs_nb", parallel=False)
+sim_step_envs_par_nb = _compile(_sim_step_envs, "sim_step_envs_par_nb", parallel=True)
+sim_reset_envs_nb = _compile(_sim_reset_envs, "sim_reset_envs_nb", parallel=False)
+sim_reset_envs_par_nb = _compile(_sim_reset_envs, "sim_reset_envs_par_nb", parallel=True)
 
 
-def step_kernel_with_reward(custom_fn, parallel):
-    """The fused step with ``custom_fn`` in the custom-reward slot.
+def step_kernel_with_reward(custom_fn, parallel, simulation=False):
+    """The fused step (simulation mode's if ``simulation``) with ``custom_fn`` in the
+    custom-reward slot.
 
     Compiled on first call and not cached on disk: Numba cannot cache a kernel whose callee is
     chosen at run time, so a custom reward costs one compile per process.
@@ -494,5 +615,7 @@ def step_kernel_with_reward(custom_fn, parallel):
     range_nb = _compile(_step_range, "step_range_custom_nb", parallel=False, cache=False,
                         globals_=range_globals)
     step_globals = dict(_step_range.__globals__, step_range_nb=range_nb)
-    name = "step_envs_par_custom_nb" if parallel else "step_envs_custom_nb"
-    return _compile(_step_envs, name, parallel=parallel, cache=False, globals_=step_globals)
+    name = ("sim_" if simulation else "") + (
+        "step_envs_par_custom_nb" if parallel else "step_envs_custom_nb")
+    return _compile(_sim_step_envs if simulation else _step_envs, name, parallel=parallel,
+                    cache=False, globals_=step_globals)

@@ -56,7 +56,7 @@ def available(group: str) -> list[str]:
 
 @dataclass(frozen=True)
 class EnvConfig:
-    mode: str = "training"  # training (more modes arrive with later layers)
+    mode: str = "training"  # training | simulation (every env generates its own market)
     initial_cash: float = 100_000.0  # currency
     episode_length: int = 256  # steps before truncation
     max_leverage: float = 1.0  # gross exposure cap (sum of |weights|)
@@ -64,12 +64,15 @@ class EnvConfig:
     info: str = "full"  # full | minimal | none
 
     def check(self, key: str) -> None:
-        _one_of(f"{key}.mode", self.mode, ("training",))
+        _one_of(f"{key}.mode", self.mode, MODES)
         _positive(f"{key}.initial_cash", self.initial_cash)
         _at_least(f"{key}.episode_length", self.episode_length, 1)
         _positive(f"{key}.max_leverage", self.max_leverage)
         _in_range(f"{key}.bankrupt_fraction", self.bankrupt_fraction, 0.0, 1.0, closed_hi=False)
         _one_of(f"{key}.info", self.info, ("full", "minimal", "none"))
+
+
+MODES = ("training", "simulation")
 
 
 @dataclass(frozen=True)
@@ -211,6 +214,64 @@ DATA_SCHEMAS = {"synthetic": SyntheticDataConfig, "dataframe": DataFrameDataConf
 
 
 @dataclass(frozen=True)
+class GarchConfig:
+    alpha: float = 0.0  # weight of the last squared shock (per bar)
+    beta: float = 0.0  # persistence of the conditional variance; alpha + beta < 1
+
+    def check(self, key: str) -> None:
+        _at_least(f"{key}.alpha", self.alpha, 0.0)
+        _at_least(f"{key}.beta", self.beta, 0.0)
+        if not self.alpha + self.beta < 1.0:
+            raise ConfigError(f"{key}: expected alpha + beta < 1 (a stationary variance), got "
+                              f"{self.alpha} + {self.beta} = {self.alpha + self.beta}")
+
+
+@dataclass(frozen=True)
+class CrashConfig:
+    probability: float = 0.0  # chance that an episode has a crash, at a uniform random bar
+    size: float = -0.2  # the crash bar opens this simple return below the last close
+
+    def check(self, key: str) -> None:
+        _in_range(f"{key}.probability", self.probability, 0.0, 1.0)
+        _in_range(f"{key}.size", self.size, -1.0, 1.0, closed_lo=False)
+
+
+@dataclass(frozen=True)
+class WindowStressConfig:
+    probability: float = 0.0  # chance that an episode has the window, starting at a random bar
+    mult: float = 1.0  # multiplier of volatility (vol_spike) or volume (drought) inside it
+    length: int = 20  # bars
+
+    def check(self, key: str) -> None:
+        _in_range(f"{key}.probability", self.probability, 0.0, 1.0)
+        _positive(f"{key}.mult", self.mult)
+        _at_least(f"{key}.length", self.length, 1)
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """Simulation mode (env.mode=simulation): the market model is the synthetic ``data``
+    config (drift, volatility, correlation, ar1, jumps, regimes, prices, volume; annual units),
+    generated per env on the fly, plus GARCH volatility and stress scenarios from here."""
+
+    warmup: int = 64  # bars generated before each episode (>= observation.window)
+    bars_per_day: int = 1  # bars per trading day (the daily-loss limit's day boundary)
+    garch: GarchConfig = field(default_factory=GarchConfig)
+    crash: CrashConfig = field(default_factory=CrashConfig)
+    vol_spike: WindowStressConfig = field(
+        default_factory=lambda: WindowStressConfig(mult=3.0))
+    drought: WindowStressConfig = field(default_factory=lambda: WindowStressConfig(mult=0.1))
+
+    def check(self, key: str) -> None:
+        _at_least(f"{key}.warmup", self.warmup, 1)
+        _at_least(f"{key}.bars_per_day", self.bars_per_day, 1)
+        self.garch.check(f"{key}.garch")
+        self.crash.check(f"{key}.crash")
+        self.vol_spike.check(f"{key}.vol_spike")
+        self.drought.check(f"{key}.drought")
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     name: str = "es"
     policy: str = "linear"  # linear | mlp
@@ -251,6 +312,7 @@ class EnvSpec:
     observation: ObservationConfig = field(default_factory=ObservationConfig)
     action: ActionConfig = field(default_factory=ActionConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
+    simulation: SimulationConfig = field(default_factory=SimulationConfig)
     seed: int = 0
 
     def check(self, key: str = "") -> None:
@@ -258,6 +320,19 @@ class EnvSpec:
             v = getattr(self, f.name)
             if hasattr(v, "check"):
                 v.check(f.name)
+        if self.env.mode == "simulation":
+            if self.data.source != "synthetic":
+                raise ConfigError(f"data.source: env.mode=simulation generates its market from "
+                                  f"the synthetic model; expected data=synthetic, got "
+                                  f"{self.data.source!r}")
+            if self.simulation.warmup < self.observation.window:
+                raise ConfigError(f"simulation.warmup: expected at least observation.window="
+                                  f"{self.observation.window} bars (the first observation's "
+                                  f"window), got {self.simulation.warmup}")
+            if self.execution.slippage_model == "spread_column":
+                raise ConfigError("execution.slippage_model: spread_column needs a spread "
+                                  "column, which simulated markets do not have; use fixed with "
+                                  "execution.half_spread_bps")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ evaluation uses EVAL_SEED_BASE + seed (+ round), so evaluation episodes never re
 reset seed. They still start on the bars training saw (the env has no train/test split of bars),
 and a long run can overfit that one path; with the synthetic source the same evaluation also runs
 on a fresh path (``data.seed + HELD_OUT_DATA_SEED_OFFSET``), reported as
-``eval_held_out_market``.
+``eval_held_out_market``. In simulation mode (``+env=simulation``) every episode is a fresh path
+already (antithetic pairs share one through ``env_seeds``), so that second evaluation is skipped.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def train(cfg: DictConfig, data=None, progress: bool = True,
     eval_seed = EVAL_SEED_BASE + spec.seed
     results = _evaluate_all(env, es.theta, policy, agent.eval_episodes, eval_seed)
     held_out = None
-    if data is None and spec.data.source == "synthetic":
+    if data is None and spec.data.source == "synthetic" and spec.env.mode != "simulation":
         # the same process on a path training never saw: the check for overfitting the bars
         held_out_seed = spec.data.seed + HELD_OUT_DATA_SEED_OFFSET
         env_out = optrader.make_vec(OmegaConf.merge(run_cfg, {"data": {"seed": held_out_seed}}),

@@ -275,8 +275,8 @@ def episode_returns(env, actor: Actor, seed: int,
         env: a TradingVectorEnv (any autoreset mode).
         actor: obs (N, D) -> env actions.
         seed: reset seed; the same seed gives the same episode starts whatever the actor does.
-        paired: envs 2k and 2k+1 start on the same bar (common random numbers for antithetic
-            pairs; needs an even num_envs).
+        paired: envs 2k and 2k+1 start on the same bar, or in simulation mode on the same
+            path (common random numbers for antithetic pairs; needs an even num_envs).
 
     Returns:
         (returns float64 (N,) = sum of rewards up to and including each env's first done,
@@ -298,11 +298,17 @@ def episode_returns(env, actor: Actor, seed: int,
 
 
 def _pair_starts(env, seed: int) -> np.ndarray:
-    """Reset so env 2k+1 starts on env 2k's bar (seeded draws in ``env.start_range``); return obs."""
+    """Reset so env 2k+1 starts on env 2k's bar (seeded draws in ``env.start_range``), or in
+    simulation mode on env 2k's path (equal ``env_seeds``); return obs."""
     if env.num_envs % 2:
         raise ValueError(f"paired: expected an even num_envs, got {env.num_envs}")
+    rng = np.random.default_rng(seed)
+    if getattr(env, "simulation", False):
+        draws = rng.integers(0, 2**62, size=env.num_envs // 2)
+        obs, _ = env.reset(options={"env_seeds": np.repeat(draws, 2)})
+        return obs
     lo, hi = env.start_range
-    draws = np.random.default_rng(seed).integers(lo, hi, size=env.num_envs // 2, endpoint=True)
+    draws = rng.integers(lo, hi, size=env.num_envs // 2, endpoint=True)
     obs, _ = env.reset(options={"start_bars": np.repeat(draws, 2)})
     return obs
 

@@ -10,16 +10,22 @@ from kernels import step as step_module
 _custom_builds: dict = {}
 
 
-def kernels(custom: tuple, parallel: bool):
-    """(step_kernel, reset_kernel) for the custom reward pairs ``((fn, weight), ...)``."""
-    reset = step_module.reset_envs_par_nb if parallel else step_module.reset_envs_nb
+def kernels(custom: tuple, parallel: bool, simulation: bool = False):
+    """(step_kernel, reset_kernel) for the custom reward pairs ``((fn, weight), ...)``, in data
+    mode or simulation mode."""
+    m = step_module
+    if simulation:
+        reset = m.sim_reset_envs_par_nb if parallel else m.sim_reset_envs_nb
+    else:
+        reset = m.reset_envs_par_nb if parallel else m.reset_envs_nb
     if not custom:
-        step = step_module.step_envs_par_nb if parallel else step_module.step_envs_nb
-        return step, reset
-    key = (tuple((id(fn), w) for fn, w in custom), parallel)
+        if simulation:
+            return (m.sim_step_envs_par_nb if parallel else m.sim_step_envs_nb), reset
+        return (m.step_envs_par_nb if parallel else m.step_envs_nb), reset
+    key = (tuple((id(fn), w) for fn, w in custom), parallel, simulation)
     if key not in _custom_builds:
         fused = combine_rewards(custom)
-        _custom_builds[key] = (step_module.step_kernel_with_reward(fused, parallel), custom)
+        _custom_builds[key] = (m.step_kernel_with_reward(fused, parallel, simulation), custom)
     return _custom_builds[key][0], reset
 
 

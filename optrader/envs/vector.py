@@ -40,6 +40,7 @@ from kernels.enums import (
     RewardId,
     RiskParam,
     SeriesField,
+    SimClock,
     SizingRule,
     StopKind,
 )
@@ -47,6 +48,7 @@ from kernels.features import compute_features_nb
 from optrader.config import ConfigError, compose, load_spec
 from optrader.data import MarketData, load_market
 from optrader.envs import kernel_cache
+from optrader.envs import simulation as sim_buffers
 from optrader.envs.layout import FEATURE_IDS, observation_names, observation_size, single_spaces
 from optrader.envs.series import market_series
 from optrader.registry import registry
@@ -159,37 +161,56 @@ class TradingVectorEnv(VectorEnv):
                                  f"{max_episode_steps!r}")
             spec = _replace(spec, "env", episode_length=int(max_episode_steps))
             self.config = spec
-        self.market: MarketData = load_market(spec.data, data)
-
         n = self.num_envs = int(num_envs)
-        n_assets = self.market.n_assets
         window = spec.observation.window
         episode_length = spec.env.episode_length
-        n_bars = self.market.n_bars
-        # start bars: the window must fit before the start and the episode after it
-        self._first_bar = window - 1
-        self._last_bar = n_bars - 1
-        self._last_start = n_bars - 1 - episode_length
-        if self._last_start < self._first_bar:
-            raise ValueError(
-                f"data: {n_bars} bars are too few for observation.window={window} plus "
-                f"env.episode_length={episode_length}; need at least {window + episode_length}")
+        feats = spec.observation.features
+        feature_ids = np.array([FEATURE_IDS[f] for f in feats], dtype=np.int64)
+        # simulation mode: each env generates its own bars into its own rows (no shared market)
+        self._simulation = spec.env.mode == "simulation"
+        self._sim = None
+        if self._simulation:
+            if data is not None:
+                raise ValueError("data: env.mode=simulation generates its own market; pass "
+                                 "data=None (the process is the synthetic data config)")
+            self.market = None
+            self._sim = sim_buffers.build(spec, n, feature_ids, spec.execution.latency)
+            n_assets = spec.data.n_assets
+            symbols = [f"SYN{a}" for a in range(n_assets)]
+            self._periods_per_year = spec.data.periods_per_year
+            self._bars, self._features = self._sim.bars, self._sim.features
+            self._first_bar = self._last_start = 0  # unused: every episode starts a fresh path
+            self._last_bar = np.iinfo(np.int64).max // 2  # episodes end by length only
+        else:
+            self.market: MarketData = load_market(spec.data, data)
+            n_assets = self.market.n_assets
+            symbols = self.market.symbols
+            self._periods_per_year = self.market.periods_per_year
+            self._bars = self.market.bars
+            n_bars = self.market.n_bars
+            # start bars: the window must fit before the start and the episode after it
+            self._first_bar = window - 1
+            self._last_bar = n_bars - 1
+            self._last_start = n_bars - 1 - episode_length
+            if self._last_start < self._first_bar:
+                raise ValueError(
+                    f"data: {n_bars} bars are too few for observation.window={window} plus "
+                    f"env.episode_length={episode_length}; need at least "
+                    f"{window + episode_length}")
+            # features: computed once, causal (kernels/features.py)
+            self._features = np.empty((n_bars, n_assets, len(feats)), dtype=np.float32)
+            compute_features_nb(self.market.bars, feature_ids, spec.observation.ewma_halflife,
+                                spec.observation.clip, self._features)
 
         self.render_mode = render_mode
         self.autoreset_mode = autoreset_mode
         self.metadata = dict(self.metadata, autoreset_mode=autoreset_mode)
         self._copy = bool(copy)
 
-        # features: computed once, causal (kernels/features.py)
-        feats = spec.observation.features
-        self._features = np.empty((n_bars, n_assets, len(feats)), dtype=np.float32)
-        compute_features_nb(self.market.bars, np.array([FEATURE_IDS[f] for f in feats]),
-                            spec.observation.ewma_halflife, spec.observation.clip,
-                            self._features)
         self._features_flat = self._features.reshape(-1)  # the kernels read windows as runs
         self._portfolio_obs = bool(spec.observation.portfolio)
         obs_size = observation_size(window, n_assets, len(feats), self._portfolio_obs)
-        self.observation_names = observation_names(window, self.market.symbols, feats,
+        self.observation_names = observation_names(window, symbols, feats,
                                                    self._portfolio_obs)
 
         self._discrete = spec.action.type == "discrete"
@@ -211,7 +232,7 @@ class TradingVectorEnv(VectorEnv):
                                     np.zeros(n, dtype=np.uint64))
         self._rng_seeded = False
         ex, rk = spec.execution, spec.risk
-        ppy = self.market.periods_per_year
+        ppy = self._periods_per_year
         self._cost_params = np.zeros((n, N_COST_PARAM))
         for column, value in ((CostParam.COMMISSION_BPS, ex.commission_bps),
                               (CostParam.MIN_COMMISSION, ex.min_commission),
@@ -227,9 +248,12 @@ class TradingVectorEnv(VectorEnv):
                               (CostParam.CASH_RATE_PER_BAR, (1.0 + ex.cash_rate_annual)
                                ** (1.0 / ppy) - 1.0)):
             self._cost_params[:, column] = value
-        self._series = market_series(self.market, ex.impact_halflife, rk.vol_halflife,
-                                     rk.atr_period)
-        if (ex.slippage_model == "spread_column"
+        if self._simulation:
+            self._series = self._sim.series
+        else:
+            self._series = market_series(self.market, ex.impact_halflife, rk.vol_halflife,
+                                         rk.atr_period)
+        if not self._simulation and (ex.slippage_model == "spread_column"
                 and np.isnan(self._series[SeriesField.SPREAD_BPS]).all()):
             raise ValueError("execution.slippage_model=spread_column: the data has no 'spread' "
                              "column (bps); add one or choose another slippage model")
@@ -252,12 +276,16 @@ class TradingVectorEnv(VectorEnv):
         self._all_true = np.ones(n, dtype=np.bool_)
         self._all_true.setflags(write=False)
         self._kernel_mask = np.ones(n, dtype=np.bool_)
-        self._random_starts = np.full(n, -1, dtype=np.int64)  # -1: draw the start bar
+        # start bar of an autoreset env: -1 draws one (data mode); simulation mode keeps the row
+        # each env's fresh path starts at
+        self._random_starts = np.full(n, -1, dtype=np.int64)
+        self._reset_starts = self._sim.reset_start if self._simulation else self._random_starts
         self._info_level = spec.env.info
         self._reset_done = False
 
         use_parallel = n >= PARALLEL_MIN_ENVS if parallel is None else bool(parallel)
-        self._step_kernel, self._reset_kernel = kernel_cache.kernels(custom, use_parallel)
+        self._step_kernel, self._reset_kernel = kernel_cache.kernels(custom, use_parallel,
+                                                                     self._simulation)
         # a few chunks per thread balance the load; the serial kernel takes one chunk
         self._n_chunks = 4 * numba.get_num_threads() if use_parallel else 1
         self._scalars = (self._first_bar, self._last_start, self._last_bar, episode_length,
@@ -269,6 +297,8 @@ class TradingVectorEnv(VectorEnv):
         # the reset kernel's scalars, in its argument order
         self._reset_scalars = (self._first_bar, self._last_start, window, spec.env.initial_cash,
                                self._portfolio_obs, spec.observation.clip)
+        # simulation mode's extra kernel arguments (kernels.step._SIM_ARGS)
+        self._sim_args = self._sim.kernel_args if self._simulation else ()
         self._build_risk(spec, n, n_assets)
         self._apply_per_env(per_env or {}, spec, n)
 
@@ -287,8 +317,12 @@ class TradingVectorEnv(VectorEnv):
                               (RiskParam.MAX_DRAWDOWN, rk.max_drawdown),
                               (RiskParam.MAINT_MARGIN, rk.maintenance_margin)):
             self._risk_params[:, column] = value
-        # trading days: UTC calendar days of the bar timestamps (exchange calendars: issue 4)
-        self._day = np.ascontiguousarray(self.market.timestamps // (86_400 * 10**9))
+        # trading days: UTC calendar days of the bar timestamps (exchange calendars: issue 4);
+        # simulation mode writes path bar // bars_per_day for each generated row
+        if self._simulation:
+            self._day = self._sim.day
+        else:
+            self._day = np.ascontiguousarray(self.market.timestamps // (86_400 * 10**9))
         self._trail_ref = np.zeros((n, n_assets))
         self.risk_events = np.zeros((n, N_FILL_REASONS), dtype=np.int64)
         # counters only move when a rule that counts is configured; otherwise info skips the
@@ -318,21 +352,27 @@ class TradingVectorEnv(VectorEnv):
                            self._rec_f, self._rec_i, self._rec_n,
                            getattr(SizingRule, rk.sizing.upper()), kinds["stop_loss"],
                            kinds["take_profit"], kinds["trailing_stop"],
-                           rk.drawdown_action == "halt", float(self.market.periods_per_year),
+                           rk.drawdown_action == "halt", float(self._periods_per_year),
                            bool(ex.record_fills), self._order_sel,
                            getattr(OrderType, ex.order_type.upper()), self._latency,
                            self._ring_w, self._ring_type, self._orders,
-                           float(ex.order_offset_bps), int(ex.time_in_force))
+                           float(ex.order_offset_bps), int(ex.time_in_force),
+                           self._reset_starts)
 
     def _apply_per_env(self, per_env: dict, spec, n: int) -> None:
         """Write per-env parameter arrays over the config's scalars, validated like the config."""
         if not isinstance(per_env, dict):
             raise TypeError(f"per_env: expected a dict of key -> array, got {type(per_env).__name__}")
-        ppy = self.market.periods_per_year
+        ppy = self._periods_per_year
         for key, values in per_env.items():
+            if self._simulation and key in sim_buffers.SIM_PER_ENV_KEYS:
+                sim_buffers.apply_per_env(self._sim, key, values, n, self._n_assets, ppy)
+                continue
             if key not in PER_ENV_KEYS:
+                extra = (f"; simulation mode also takes {sorted(sim_buffers.SIM_PER_ENV_KEYS)}"
+                         if self._simulation else "")
                 raise ValueError(f"per_env: unknown key {key!r}; per-env keys: "
-                                 f"{sorted(PER_ENV_KEYS)}")
+                                 f"{sorted(PER_ENV_KEYS)}{extra}")
             arr = np.asarray(values, dtype=np.float64)
             if arr.ndim == 0:
                 arr = np.full(n, float(arr))
@@ -386,22 +426,49 @@ class TradingVectorEnv(VectorEnv):
     # ------------------------------------------------------------------------------------------
     @property
     def start_range(self) -> tuple[int, int]:
-        """(first, last) bar an episode may start at, inclusive."""
+        """(first, last) bar an episode may start at, inclusive (data mode only)."""
+        if self._simulation:
+            raise AttributeError("start_range: simulation mode has no shared bars to start "
+                                 "at; use reset(options={'env_seeds': ...}) to share paths")
         return self._first_bar, self._last_start
+
+    @property
+    def simulation(self) -> bool:
+        """True in simulation mode (env.mode=simulation): each env generates its own market."""
+        return self._simulation
+
+    def sim_bars(self) -> np.ndarray:
+        """Simulation mode: each env's current bar (the one its observation ends with) as
+        float64 (5, n, A) open/high/low/close/volume."""
+        if not self._simulation:
+            raise RuntimeError("sim_bars: only in simulation mode (env.mode=simulation)")
+        return self._bars[:, self.episode.clock[:, Clock.BAR], :]
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         """Reset all envs, or those in ``options["reset_mask"]`` (bool (n,)); returns (obs, info).
 
         ``options["start_bars"]`` (int (n,)) starts each reset env at that bar instead of a random
         one (e.g. antithetic pairs or deterministic evaluation); see ``start_range``.
+        ``options["env_seeds"]`` (int (n,), >= 0) seeds each reset env's own random stream: its
+        start bar, or in simulation mode its whole path (equal seeds, equal paths).
         """
         mask = self._all_true
         options = options or {}
-        unknown = set(options) - {"reset_mask", "start_bars"}
+        unknown = set(options) - {"reset_mask", "start_bars", "env_seeds"}
         if unknown:
             raise ValueError(f"reset options: unknown keys {sorted(unknown)}; expected "
-                             f"'reset_mask' and/or 'start_bars'")
+                             f"'reset_mask', 'start_bars' and/or 'env_seeds'")
         starts = self._random_starts
+        env_seeds = None
+        if "env_seeds" in options:
+            env_seeds = np.asarray(options["env_seeds"])
+            if env_seeds.dtype.kind not in "iu" or env_seeds.shape != (self.num_envs,) \
+                    or (env_seeds.dtype.kind == "i" and env_seeds.min() < 0):
+                raise ValueError(f"env_seeds: expected non-negative integers of shape "
+                                 f"({self.num_envs},), got {env_seeds.dtype} {env_seeds.shape}")
+        if "start_bars" in options and self._simulation:
+            raise ValueError("start_bars: simulation mode starts every episode on a fresh path; "
+                             "use env_seeds to give envs the same path")
         if "start_bars" in options:
             starts = np.asarray(options["start_bars"])
             if starts.dtype.kind not in "iu" or starts.shape != (self.num_envs,):
@@ -426,6 +493,8 @@ class TradingVectorEnv(VectorEnv):
             self.episode.rng[:] = self.np_random.integers(
                 0, np.iinfo(np.uint64).max, size=self.num_envs, dtype=np.uint64, endpoint=True)
             self._rng_seeded = True
+        if env_seeds is not None:
+            self.episode.rng[mask] = _seed_words(env_seeds.astype(np.uint64))[mask]
         if self._copy:
             previous = self._obs
             self._obs = self._unshared_obs()
@@ -436,9 +505,16 @@ class TradingVectorEnv(VectorEnv):
         # the kernel gets a private writable copy so one compiled signature serves every call
         kmask = self._kernel_mask
         np.copyto(kmask, mask)
-        self._reset_kernel(kmask, starts, self.market.bars, self._features_flat, p.acct,
-                           p.position, p.avg_px_open, e.clock, e.rng, self._obs, self.risk_events,
-                           self._orders, *self._reset_scalars)
+        if self._simulation:
+            self._reset_kernel(kmask, self._bars, self._features_flat, p.acct, p.position,
+                               p.avg_px_open, e.clock, e.rng, self._obs, self.risk_events,
+                               self._orders, *self._reset_scalars, self._series, self._day,
+                               self._reset_starts, *self._sim.kernel_args,
+                               self.config.env.episode_length)
+        else:
+            self._reset_kernel(kmask, starts, self._bars, self._features_flat, p.acct,
+                               p.position, p.avg_px_open, e.clock, e.rng, self._obs,
+                               self.risk_events, self._orders, *self._reset_scalars)
         self._rewards[mask] = 0.0
         self._terminations[mask] = False
         self._truncations[mask] = False
@@ -466,12 +542,11 @@ class TradingVectorEnv(VectorEnv):
             self._obs = self._unshared_obs()
         p, e = self.portfolio, self.episode
         n_done = self._step_kernel(
-            self._n_chunks, actions, self.market.bars, self._features_flat, self._series, p.acct, p.position,
-            p.avg_px_open,
-            e.clock, e.rng, self._cost_params, self._reward_weights, self._targets, self._obs,
-            self._rewards, self._terminations, self._truncations, self._final_obs,
-            self._final_acct, self._final_position, self._final_clock, *self._scalars,
-            *self._risk_args)
+            self._n_chunks, actions, self._bars, self._features_flat, self._series, p.acct,
+            p.position, p.avg_px_open, e.clock, e.rng, self._cost_params, self._reward_weights,
+            self._targets, self._obs, self._rewards, self._terminations, self._truncations,
+            self._final_obs, self._final_acct, self._final_position, self._final_clock,
+            *self._scalars, *self._risk_args, *self._sim_args)
         if n_done < 0:
             bad = np.nonzero(~np.isfinite(actions).all(axis=1))[0]
             raise ValueError(f"actions: expected finite values, got NaN or inf for envs "
@@ -550,12 +625,19 @@ class TradingVectorEnv(VectorEnv):
             "cash": acct[:, Account.CASH], "_cash": m,
             "position": self.portfolio.position.copy(), "_position": m,
             "drawdown": acct[:, Account.DRAWDOWN], "_drawdown": m,
-            "bar": self.episode.clock[:, Clock.BAR].copy(), "_bar": m,
+            "bar": self._bar_index(), "_bar": m,
             "cost": acct[:, Account.COST], "_cost": m,
         }
         if self._events_possible:
             info.update(risk_events=self.risk_events.copy(), _risk_events=m)
         return info
+
+    def _bar_index(self) -> np.ndarray:
+        """Each env's current bar: an index into the data, or in simulation mode into its path
+        (bar 0 is the first bar generated after the reset that started its path)."""
+        if self._simulation:
+            return self._sim.kernel_args[6][:, SimClock.BAR_INDEX] - 1
+        return self.episode.clock[:, Clock.BAR].copy()
 
     def _add_final(self, info: dict[str, Any]) -> None:
         """Gymnasium SAME_STEP layout: ``final_obs`` object array, ``final_info`` batched dict."""
@@ -597,6 +679,16 @@ class TradingVectorEnv(VectorEnv):
     def close_extras(self, **kwargs):
         """Drop references to the shared market arrays; the buffers go with the env."""
         self._features = self._features_flat = None
+
+
+def _seed_words(seeds: np.ndarray) -> np.ndarray:
+    """Well-mixed uint64 stream words from user seeds (the splitmix64 finaliser), so nearby
+    seeds give unrelated streams."""
+    with np.errstate(over="ignore"):
+        z = seeds + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
 
 
 def _reward_weights(components: dict) -> tuple[np.ndarray, tuple]:
