@@ -202,4 +202,5 @@ def sim_restart_nb(i, clock, rng, bars, series, features, day, sim_asset, sim_en
         sim_advance_nb(i, clock, rng, bars, series, features, day, sim_asset, sim_env, chol,
                        regime_table, stress, sim_state, sim_clock, row_state, seg_rows, keep,
                        bars_per_day, feature_ids, clip, f_alpha, av_alpha, r_alpha, atr_period)
+        clock[i, Clock.BAR] += 1  # the bar just generated is the env's current one
     return clock[i, Clock.BAR]
