@@ -57,13 +57,14 @@ def slippage_bps_nb(model, qty, fixed_bps, half_spread_bps, spread_bps_bar, bar_
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def fill_price_with_slippage_nb(qty, ref_px, slip_bps):
-    """``ref_px * (1 + sign(qty) * slip_bps * 1e-4)``: a buyer pays up, a seller receives less.
+    """``ref_px * (1 + sign(qty) * slip_bps * 1e-4)``: a buyer pays up, a seller receives less,
+    but never a negative price (a seller's slippage beyond 10,000 bps gives a price of 0).
 
     ``qty == 0`` returns ``ref_px`` unchanged."""
     if qty > 0.0:
         return ref_px * (1.0 + slip_bps * 1e-4)
     if qty < 0.0:
-        return ref_px * (1.0 - slip_bps * 1e-4)
+        return ref_px * max(0.0, 1.0 - slip_bps * 1e-4)
     return ref_px
 
 

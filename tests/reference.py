@@ -175,7 +175,7 @@ class ReferenceEnv:
                 if sigma > 0:
                     slip += self.impact_coef * sigma * math.sqrt(part) * 1e4
             side = 1.0 if qty > 0 else -1.0
-            px = ref[a] * (1.0 + side * slip * 1e-4)
+            px = max(0.0, ref[a] * (1.0 + side * slip * 1e-4))  # a seller never pays to sell
             if self.commission_model == "per_share":
                 fee = abs(qty) * self.per_share
             else:

@@ -67,7 +67,7 @@ def ref_fill_price(qty, ref_px, slip_bps):
     if qty > 0:
         return ref_px + ref_px * slip_bps / 10_000.0
     elif qty < 0:
-        return ref_px - ref_px * slip_bps / 10_000.0
+        return max(0.0, ref_px - ref_px * slip_bps / 10_000.0)  # a seller never pays to sell
     else:
         return ref_px
 
@@ -160,11 +160,12 @@ def test_slippage_always_against_the_trader(model, qty, ref_px, fixed, half, spr
         assert fill >= ref_px  # a buyer pays up
     else:
         assert fill <= ref_px  # a seller receives less
-    assert close(abs(fill - ref_px), ref_px * slip * 1e-4, rel=1e-9, abs_=1e-9 * ref_px)
+    move = slip * 1e-4 if qty > 0 else min(slip * 1e-4, 1.0)  # a sell floors at price 0
+    assert close(abs(fill - ref_px), ref_px * move, rel=1e-9, abs_=1e-9 * ref_px)
 
 
 @settings(max_examples=200, deadline=None)
-@given(qty=qty_st, ref_px=px_st, slip=st.floats(0.0, 5_000.0))
+@given(qty=qty_st, ref_px=px_st, slip=st.floats(0.0, 30_000.0))
 def test_fill_price_matches_reference(qty, ref_px, slip):
     assert close(fill_price_with_slippage_nb(qty, ref_px, slip), ref_fill_price(qty, ref_px, slip))
 
@@ -173,6 +174,9 @@ def test_fill_price_cases():
     assert fill_price_with_slippage_nb(5.0, 100.0, 10.0) == 100.1
     assert fill_price_with_slippage_nb(-5.0, 100.0, 10.0) == 99.9
     assert fill_price_with_slippage_nb(0.0, 100.0, 10.0) == 100.0
+    # huge impact on a sell: the price floors at 0 instead of going negative
+    assert fill_price_with_slippage_nb(-5.0, 100.0, 25_000.0) == 0.0
+    assert fill_price_with_slippage_nb(5.0, 100.0, 25_000.0) == 350.0
 
 
 @settings(max_examples=200, deadline=None)
