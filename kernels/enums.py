@@ -187,6 +187,7 @@ class FillReasonT(NamedTuple):
     PARTIAL: int = 10  # max participation cut the order
     MIN_TRADE: int = 11  # below min_trade_value: skipped
     EXPIRED: int = 12  # a limit/stop order reached its time in force unfilled
+    NOT_TRADABLE: int = 13  # the asset had no bar there (union alignment): the order waited
 
 
 FillReason = FillReasonT()

@@ -76,15 +76,16 @@ def execute_fill_nb(i, a, qty, ref_px, fill_t, decision_t, order_type, reason, b
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def flatten_env_nb(i, t, reason, order_type, bars, series, cost_params, slippage_model,
                    commission_model, acct, position, avg_px, trail_ref, events, record, rec_f,
-                   rec_i, rec_n):
+                   rec_i, rec_n, tradable):
     """Close every position of env i at bar t's close (a forced market order, no participation
-    cap); returns (cash change, cost) and counts one ``reason`` event if anything traded."""
+    cap); returns (cash change, cost) and counts one ``reason`` event if anything traded.
+    An asset without a bar at t (``tradable[t, a]`` False) keeps its position."""
     cash = 0.0
     cost = 0.0
     traded = False
     for a in range(position.shape[1]):
         qty = -position[i, a]
-        if qty == 0.0:
+        if qty == 0.0 or not tradable[t, a]:
             continue
         d_cash, d_cost = execute_fill_nb(i, a, qty, bars[BarField.CLOSE, t, a], t, t,
                                          order_type, reason, bars, series, cost_params,

@@ -11,7 +11,9 @@ Shapes (n envs, A assets, T bars, F features, D observation size):
   reward_weights float64 (N_REWARDS,); target float64 (n, A) scratch for target weights;
   obs, final_obs float32 (n, D); reward float64 (n,); terminated, truncated bool (n,);
   final_acct, final_position, final_clock: the done envs' state before a same-step reset;
-  reset_start int64 (n,): the bar an autoreset env starts at, -1 for a random one (data mode).
+  reset_start int64 (n,): the bar an autoreset env starts at, -1 for a random one (data mode);
+  tradable bool (T, A): False where an asset has no bar (union alignment): no order fills, no
+  stop triggers and no forced close there; its position is carried at the (flat) last price.
 
 Simulation mode (``sim_step_envs_nb``): every env first generates its next bar into its own
 segment of bars/series/features (``kernels.sim_rows``), or a fresh path when it autoresets, then
@@ -168,7 +170,8 @@ def _step_range(lo, hi, action, bars, features, series, acct, position, avg_px, 
                 slippage_model, commission_model, allow_short, risk_params, day, trail_ref,
                 events, rec_f, rec_i, rec_n, sizing_rule, sl_kind, tp_kind, trail_kind,
                 drawdown_halts, periods_per_year, record, order_sel, default_order_type, latency,
-                ring_w, ring_type, orders, order_offset_bps, time_in_force, reset_start):
+                ring_w, ring_type, orders, order_offset_bps, time_in_force, reset_start,
+                tradable):
     """Advance envs lo..hi-1 one bar (actions already validated); return how many are done."""
     n_assets = action.shape[1]
     row_size = features.shape[0] // bars.shape[1]  # A * F floats per bar in the flat features
@@ -284,6 +287,9 @@ def _step_range(lo, hi, action, bars, features, series, acct, position, avg_px, 
             qty = units - position[i, a]
             if not should_trade_nb(qty, units):
                 continue
+            if not tradable[ref_t, a]:
+                events[i, FillReason.NOT_TRADABLE] += 1  # no bar to fill on: the order lapses
+                continue
             cash, cost = _fill_order(i, a, qty, ref_px, ref_t, t, OrderType.MARKET, bars,
                                      series, cost_params, slippage_model, commission_model,
                                      acct, position, avg_px, trail_ref, events, record, rec_f,
@@ -298,6 +304,9 @@ def _step_range(lo, hi, action, bars, features, series, acct, position, avg_px, 
                 if order_expired_nb(orders[i, a, WorkingOrder.AGE], time_in_force):
                     orders[i, a, WorkingOrder.TYPE] = NO_ORDER
                     events[i, FillReason.EXPIRED] += 1
+                    continue
+                if not tradable[f, a]:
+                    orders[i, a, WorkingOrder.AGE] += 1.0  # no bar: the order keeps waiting
                     continue
                 side = orders[i, a, WorkingOrder.SIDE]
                 px = order_fill_nb(otype, side, orders[i, a, WorkingOrder.PRICE],
@@ -322,7 +331,7 @@ def _step_range(lo, hi, action, bars, features, series, acct, position, avg_px, 
         if sl_kind != StopKind.NONE or tp_kind != StopKind.NONE or trail_kind != StopKind.NONE:
             for a in range(n_assets):
                 pos = position[i, a]
-                if pos == 0.0:
+                if pos == 0.0 or not tradable[f, a]:
                     continue
                 side = 1.0 if pos > 0.0 else -1.0
                 stop_px, take_px, trail_px = stop_levels_nb(
@@ -386,7 +395,7 @@ def _step_range(lo, hi, action, bars, features, series, acct, position, avg_px, 
                 d_cash, d_cost = flatten_env_nb(i, f, reason, OrderType.MARKET, bars, series,
                                                 cost_params, slippage_model, commission_model,
                                                 acct, position, avg_px, trail_ref, events,
-                                                record, rec_f, rec_i, rec_n)
+                                                record, rec_f, rec_i, rec_n, tradable)
                 cash += d_cash
                 cost += d_cost
         if halt != clock[i, Clock.HALT]:

@@ -133,6 +133,93 @@ class ActionConfig:
 
 
 @dataclass(frozen=True)
+class SplitConfig:
+    """Train / validation / test by fraction of the bars or by date; episodes of an env sample
+    only from the split named by ``use`` (observation windows included)."""
+
+    train: Any = 1.0  # fraction of bars in (0, 1], or the end date of train (ISO, exclusive)
+    validation: Any = 0.0  # fraction of bars, or the end date of validation; test is the rest
+    use: str = "train"  # the split episodes come from: train | validation | test | all
+
+    def check(self, key: str) -> None:
+        _one_of(f"{key}.use", self.use, ("train", "validation", "test", "all"))
+        by_date = isinstance(self.train, str)
+        if by_date != isinstance(self.validation, str) and not (
+                by_date and self.validation in (0, 0.0, None)):
+            raise ConfigError(f"{key}: expected train and validation both as fractions or both "
+                              f"as dates, got train={self.train!r}, "
+                              f"validation={self.validation!r}")
+        if by_date:
+            import pandas as pd
+
+            for name in ("train", "validation"):
+                v = getattr(self, name)
+                if isinstance(v, str):
+                    try:
+                        pd.Timestamp(v)
+                    except ValueError:
+                        raise ConfigError(f"{key}.{name}: expected an ISO date like "
+                                          f"'2023-01-01', got {v!r}") from None
+            if isinstance(self.validation, str) and pd.Timestamp(self.validation) < \
+                    pd.Timestamp(self.train):
+                raise ConfigError(f"{key}.validation: the validation end {self.validation!r} is "
+                                  f"before the train end {self.train!r}")
+            return
+        _typed(f"{key}.train", self.train, float)
+        _typed(f"{key}.validation", self.validation, float)
+        _in_range(f"{key}.train", self.train, 0.0, 1.0, closed_lo=False)
+        _in_range(f"{key}.validation", self.validation, 0.0, 1.0)
+        if self.train + self.validation > 1.0 + 1e-12:
+            raise ConfigError(f"{key}: train + validation must be <= 1 (the rest is test), got "
+                              f"{self.train} + {self.validation}")
+
+
+@dataclass(frozen=True)
+class CalendarConfig:
+    """Trading sessions: day boundaries (risk.max_daily_loss) and off-hours detection."""
+
+    name: str = "always_open"  # always_open | us_equities | custom | an exchange code (XNYS...)
+    timezone: str = "UTC"  # sessions are local times in this zone (custom)
+    sessions: Any = (("00:00", "24:00"),)  # local (open, close) pairs (custom)
+    weekdays: Any = (0, 1, 2, 3, 4, 5, 6)  # trading weekdays, Monday = 0 (custom)
+    holidays: tuple = ()  # local dates without a session, "YYYY-MM-DD" (custom)
+
+    def check(self, key: str) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(f"{key}.name: expected a calendar name, got {self.name!r}")
+        for pair in self.sessions:
+            if not (isinstance(pair, (list, tuple)) and len(pair) == 2
+                    and all(isinstance(x, str) for x in pair)):
+                raise ConfigError(f"{key}.sessions: expected [open, close] pairs of 'HH:MM' "
+                                  f"strings, got {pair!r}")
+        for d in self.weekdays:
+            if isinstance(d, bool) or not isinstance(d, int) or not 0 <= d <= 6:
+                raise ConfigError(f"{key}.weekdays: expected integers 0 (Monday) .. 6, got {d!r}")
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    min_score: float = 0.95  # loading fails below this quality score (see optrader.data.quality)
+    jump_sigma: float = 10.0  # a close-to-close move beyond this many robust sigmas is flagged
+    zero_volume_run: int = 10  # this many zero-volume bars in a row are flagged
+
+    def check(self, key: str) -> None:
+        _in_range(f"{key}.min_score", self.min_score, 0.0, 1.0)
+        _positive(f"{key}.jump_sigma", self.jump_sigma)
+        _at_least(f"{key}.zero_volume_run", self.zero_volume_run, 1)
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    enabled: bool = True  # keep the loaded, validated, aligned arrays on disk (memory-mapped)
+    dir: Any = None  # null: $OPTRADER_CACHE_DIR or ~/.cache/optrader
+
+    def check(self, key: str) -> None:
+        if self.dir is not None and not isinstance(self.dir, (str, os.PathLike)):
+            raise ConfigError(f"{key}.dir: expected a directory path or null, got {self.dir!r}")
+
+
+@dataclass(frozen=True)
 class JumpsConfig:
     intensity: float = 0.0  # jumps per year
     mean: float = 0.0  # mean log jump size
@@ -177,8 +264,10 @@ class SyntheticDataConfig:
     init_price: float = 100.0
     base_volume: float = 1e6
     intrabar_vol: float = 0.5
+    split: SplitConfig = field(default_factory=SplitConfig)
 
     def check(self, key: str) -> None:
+        self.split.check(f"{key}.split")
         _at_least(f"{key}.n_bars", self.n_bars, 2)
         _at_least(f"{key}.n_assets", self.n_assets, 1)
         _positive(f"{key}.periods_per_year", self.periods_per_year)
@@ -203,14 +292,62 @@ class DataFrameDataConfig:
     source: str = "dataframe"
     path: Any = None  # a Parquet or CSV file, or None when a DataFrame is passed
     periods_per_year: float = 252.0
+    split: SplitConfig = field(default_factory=SplitConfig)
 
     def check(self, key: str) -> None:
         if self.path is not None and not isinstance(self.path, (str, os.PathLike)):
             raise ConfigError(f"{key}.path: expected a file path or null, got {self.path!r}")
         _positive(f"{key}.periods_per_year", self.periods_per_year)
+        self.split.check(f"{key}.split")
 
 
-DATA_SCHEMAS = {"synthetic": SyntheticDataConfig, "dataframe": DataFrameDataConfig}
+@dataclass(frozen=True)
+class FileDataConfig:
+    """Bars from Parquet or CSV files (``source: parquet | csv``), see ``optrader.data.load``."""
+
+    source: str = "parquet"
+    path: Any = None  # a file, a glob, a directory (one file per symbol, or symbol=... parts), or a list
+    columns: dict = field(default_factory=dict)  # canonical name -> your column name
+    timestamp: Any = None  # the timestamp column (null: timestamp, datetime, date or time)
+    timestamp_unit: str = "auto"  # epoch unit of numeric timestamps: auto | s | ms | us | ns
+    timezone: str = "UTC"  # zone of naive timestamps
+    symbols: Any = None  # read only these symbols (null: all)
+    start: Any = None  # first timestamp read (inclusive, ISO; naive = timezone)
+    end: Any = None  # last timestamp read (exclusive)
+    extra_columns: tuple = ()  # extra numeric columns to load (MarketData.extra)
+    align: str = "intersection"  # intersection | union (a tradable mask where a symbol has no bar)
+    resample: Any = None  # null, or a coarser bar such as "1h" (OHLCV-correct aggregation)
+    periods_per_year: float = 252.0
+    calendar: CalendarConfig = field(default_factory=CalendarConfig)
+    split: SplitConfig = field(default_factory=lambda: SplitConfig(train=0.7, validation=0.15))
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+
+    def check(self, key: str) -> None:
+        paths = () if self.path is None else (
+            self.path if isinstance(self.path, (list, tuple)) else (self.path,))
+        for p in paths:
+            if not isinstance(p, (str, os.PathLike)):
+                raise ConfigError(f"{key}.path: expected file paths, got {p!r}")
+        for k, v in self.columns.items():
+            _one_of(f"{key}.columns", k, ("timestamp", "symbol", "open", "high", "low", "close",
+                                          "volume", "spread"))
+            if not isinstance(v, str):
+                raise ConfigError(f"{key}.columns.{k}: expected a column name, got {v!r}")
+        _one_of(f"{key}.timestamp_unit", self.timestamp_unit, ("auto", "s", "ms", "us", "ns"))
+        _one_of(f"{key}.align", self.align, ("intersection", "union"))
+        if self.resample is not None and not isinstance(self.resample, str):
+            raise ConfigError(f"{key}.resample: expected null or a bar size like '1h', got "
+                              f"{self.resample!r}")
+        _positive(f"{key}.periods_per_year", self.periods_per_year)
+        self.calendar.check(f"{key}.calendar")
+        self.split.check(f"{key}.split")
+        self.quality.check(f"{key}.quality")
+        self.cache.check(f"{key}.cache")
+
+
+DATA_SCHEMAS = {"synthetic": SyntheticDataConfig, "dataframe": DataFrameDataConfig,
+                "parquet": FileDataConfig, "csv": FileDataConfig}
 
 
 @dataclass(frozen=True)

@@ -119,6 +119,11 @@ def _register_builtins() -> None:
                       builtin=True)
     registry.register("data_source", "dataframe", "dataframe",
                       "a pandas DataFrame passed in Python, or a Parquet/CSV path", builtin=True)
+    registry.register("data_source", "parquet", "parquet",
+                      "Parquet files: long, one per symbol or symbol-partitioned "
+                      "(conf/data/parquet.yaml)", builtin=True)
+    registry.register("data_source", "csv", "csv",
+                      "CSV files: long or one per symbol (conf/data/csv.yaml)", builtin=True)
 
 
 _register_builtins()

@@ -1,7 +1,10 @@
 """MarketData: validated, contiguous bars shared read-only by every env of a batch.
 
 Arrays: ``bars`` float64 (5, T, A) open/high/low/close/volume (``kernels.enums.BarField``),
-``timestamps`` int64 (T,) UTC nanoseconds, ``symbols`` tuple of A names. Built from a pandas
+``timestamps`` int64 (T,) UTC nanoseconds, ``symbols`` tuple of A names; optional ``spread``
+float64 (T, A) bps, ``tradable`` bool (T, A) (False where a symbol had no bar and the row is a
+flat bar at its last close), ``day`` int64 (T,) trading-session ids from a calendar, ``extra``
+name -> float64 (T, A) additional columns. Built from a pandas
 DataFrame (wide single asset with a DatetimeIndex, or long with a ``symbol`` column), a Parquet or
 CSV path, or the synthetic generator. Every problem is reported before any env exists, naming the
 offending column and rows.
@@ -9,8 +12,9 @@ offending column and rows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,6 +33,10 @@ class MarketData:
     symbols: tuple
     periods_per_year: float = 252.0
     spread: np.ndarray | None = None  # float64 (T, A) quoted spread in bps, NaN where unknown
+    tradable: np.ndarray | None = None  # bool (T, A); None: every bar is tradable
+    day: np.ndarray | None = None  # int64 (T,) session ids; None: UTC calendar days
+    extra: dict = field(default_factory=dict)  # name -> float64 (T, A)
+    quality: Any = None  # the QualityReport of a file load (None for DataFrames and synthetic)
 
     @property
     def n_bars(self) -> int:
@@ -37,6 +45,12 @@ class MarketData:
     @property
     def n_assets(self) -> int:
         return self.bars.shape[2]
+
+    def trading_days(self) -> np.ndarray:
+        """int64 (T,) day id of each bar: the calendar's sessions, else UTC calendar days."""
+        if self.day is not None:
+            return self.day
+        return self.timestamps // (86_400 * 10**9)
 
     def field(self, name: str) -> np.ndarray:
         """(T, A) view of one of open/high/low/close/volume."""
@@ -57,9 +71,10 @@ class MarketData:
 
 def from_arrays(open_, high, low, close, volume, timestamps=None, symbols=None,
                 periods_per_year: float = 252.0, source: str = "arrays",
-                spread=None) -> MarketData:
+                spread=None, tradable=None, day=None, extra=None, quality=None) -> MarketData:
     """Stack (T, A) arrays into MarketData after validating them (``spread``: optional (T, A)
-    quoted spread in bps; NaN marks a bar without a quote)."""
+    quoted spread in bps; NaN marks a bar without a quote; ``tradable`` bool (T, A), ``day``
+    int64 (T,), ``extra`` name -> (T, A): see the module docstring)."""
     arrays = [np.asarray(x, dtype=np.float64) for x in (open_, high, low, close, volume)]
     arrays = [x[:, None] if x.ndim == 1 else x for x in arrays]
     shape = arrays[3].shape
@@ -93,7 +108,28 @@ def from_arrays(open_, high, low, close, volume, timestamps=None, symbols=None,
                             f"{spread[t_idx[0], a_idx[0]]!r} at row {t_idx[0]} "
                             f"({symbols[a_idx[0]]})")
         spread.setflags(write=False)
-    return MarketData(bars, timestamps, symbols, float(periods_per_year), spread)
+    if tradable is not None:
+        tradable = np.ascontiguousarray(tradable, dtype=np.bool_)
+        if tradable.shape != shape:
+            raise DataError(f"{source}: tradable mask has shape {tradable.shape}, expected "
+                            f"{shape}")
+        tradable.setflags(write=False)
+    if day is not None:
+        day = np.ascontiguousarray(day, dtype=np.int64)
+        if day.shape != (n_bars,) or (np.diff(day) < 0).any():
+            raise DataError(f"{source}: day ids must be non-decreasing, shape ({n_bars},); got "
+                            f"shape {day.shape}")
+        day.setflags(write=False)
+    extra = dict(extra or {})
+    for name, x in extra.items():
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        if x.shape != shape:
+            raise DataError(f"{source}: extra column {name!r} has shape {x.shape}, expected "
+                            f"{shape}")
+        x.setflags(write=False)
+        extra[name] = x
+    return MarketData(bars, timestamps, symbols, float(periods_per_year), spread, tradable, day,
+                      extra, quality)
 
 
 def validate_bars(bars: np.ndarray, timestamps: np.ndarray, symbols, source: str) -> None:

@@ -47,6 +47,7 @@ from kernels.enums import (
 from kernels.features import compute_features_nb
 from optrader.config import ConfigError, compose, load_spec
 from optrader.data import MarketData, load_market
+from optrader.data.splits import split_bounds
 from optrader.envs import kernel_cache
 from optrader.envs import simulation as sim_buffers
 from optrader.envs.layout import FEATURE_IDS, observation_names, observation_size, single_spaces
@@ -188,15 +189,19 @@ class TradingVectorEnv(VectorEnv):
             self._periods_per_year = self.market.periods_per_year
             self._bars = self.market.bars
             n_bars = self.market.n_bars
-            # start bars: the window must fit before the start and the episode after it
-            self._first_bar = window - 1
-            self._last_bar = n_bars - 1
-            self._last_start = n_bars - 1 - episode_length
+            # episodes live inside the configured split (data.split.use), window included
+            self.split_range = split_bounds(self.market.timestamps, spec.data.split)
+            lo, hi = self.split_range
+            self._first_bar = lo + window - 1
+            self._last_bar = hi - 1
+            self._last_start = hi - 1 - episode_length
             if self._last_start < self._first_bar:
+                where = (f" (the {spec.data.split.use} split: bars {lo}..{hi - 1} of {n_bars}; "
+                         f"see data.split)" if (lo, hi) != (0, n_bars) else "")
                 raise ValueError(
-                    f"data: {n_bars} bars are too few for observation.window={window} plus "
+                    f"data: {hi - lo} bars are too few for observation.window={window} plus "
                     f"env.episode_length={episode_length}; need at least "
-                    f"{window + episode_length}")
+                    f"{window + episode_length}{where}")
             # features: computed once, causal (kernels/features.py)
             self._features = np.empty((n_bars, n_assets, len(feats)), dtype=np.float32)
             compute_features_nb(self.market.bars, feature_ids, spec.observation.ewma_halflife,
@@ -297,6 +302,11 @@ class TradingVectorEnv(VectorEnv):
         # the reset kernel's scalars, in its argument order
         self._reset_scalars = (self._first_bar, self._last_start, window, spec.env.initial_cash,
                                self._portfolio_obs, spec.observation.clip)
+        # where orders may fill: the data's mask (union alignment), else everywhere
+        if self._simulation or self.market.tradable is None:
+            self._tradable = np.ones(self._bars.shape[1:], dtype=np.bool_)
+        else:
+            self._tradable = self.market.tradable
         # simulation mode's extra kernel arguments (kernels.step._SIM_ARGS)
         self._sim_args = self._sim.kernel_args if self._simulation else ()
         self._build_risk(spec, n, n_assets)
@@ -317,12 +327,12 @@ class TradingVectorEnv(VectorEnv):
                               (RiskParam.MAX_DRAWDOWN, rk.max_drawdown),
                               (RiskParam.MAINT_MARGIN, rk.maintenance_margin)):
             self._risk_params[:, column] = value
-        # trading days: UTC calendar days of the bar timestamps (exchange calendars: issue 4);
+        # trading days: the data's calendar sessions, else UTC calendar days;
         # simulation mode writes path bar // bars_per_day for each generated row
         if self._simulation:
             self._day = self._sim.day
         else:
-            self._day = np.ascontiguousarray(self.market.timestamps // (86_400 * 10**9))
+            self._day = np.ascontiguousarray(self.market.trading_days())
         self._trail_ref = np.zeros((n, n_assets))
         self.risk_events = np.zeros((n, N_FILL_REASONS), dtype=np.int64)
         # counters only move when a rule that counts is configured; otherwise info skips the
@@ -357,7 +367,7 @@ class TradingVectorEnv(VectorEnv):
                            getattr(OrderType, ex.order_type.upper()), self._latency,
                            self._ring_w, self._ring_type, self._orders,
                            float(ex.order_offset_bps), int(ex.time_in_force),
-                           self._reset_starts)
+                           self._reset_starts, self._tradable)
 
     def _apply_per_env(self, per_env: dict, spec, n: int) -> None:
         """Write per-env parameter arrays over the config's scalars, validated like the config."""

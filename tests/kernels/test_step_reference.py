@@ -119,7 +119,8 @@ def run_kernel_and_reference(seed, n_envs, n_assets, n_steps, fill_mode, lot_siz
                  np.full((n_envs, n_assets), -1, dtype=np.int64), 0,
                  np.zeros(n_envs, dtype=np.int64), np.zeros((n_envs, 1, n_assets)),
                  np.zeros((n_envs, 1, n_assets), dtype=np.int64), orders, 10.0, 1,
-                 np.full(n_envs, -1, dtype=np.int64))  # reset_start: random start bars
+                 np.full(n_envs, -1, dtype=np.int64),  # reset_start: random start bars
+                 np.ones((n_bars, n_assets), dtype=np.bool_))  # tradable everywhere
     reset_envs_nb(np.ones(n_envs, dtype=np.bool_), np.full(n_envs, -1), bars, flat, acct,
                   position, avg_px, clock, rng_state, obs, events, orders, first_bar, last_start, window, initial_cash, True, 10.0)
     refs = []
@@ -226,7 +227,7 @@ def test_bad_action_changes_nothing():
                           np.full((n, 1), -1, np.int64), 0, np.zeros(n, np.int64),
                           np.zeros((n, 1, 1)), np.zeros((n, 1, 1), np.int64),
                           np.full((n, 1, N_ORDER), NO_ORDER), 10.0, 1,
-                          np.full(n, -1, np.int64))
+                          np.full(n, -1, np.int64), np.ones((30, 1), np.bool_))
     assert status < 0
     np.testing.assert_array_equal(acct, before[0])
     np.testing.assert_array_equal(position, before[1])
