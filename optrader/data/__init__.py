@@ -1,4 +1,8 @@
-"""Market data entry points: ``load_market(data_cfg, data)`` -> MarketData."""
+"""Market data entry points: ``load_market(data_cfg, data)`` -> MarketData.
+
+Sources: ``synthetic`` (the embedded generator), ``dataframe`` (a DataFrame or one file passed
+in Python), ``parquet`` / ``csv`` (files read with pyarrow, quality-checked, aligned, resampled,
+cached: ``optrader.data.loader``)."""
 
 from __future__ import annotations
 
@@ -57,6 +61,10 @@ def load_market(data_cfg, data=None) -> MarketData:
                         f"{type(data).__name__}")
     if data_cfg.source == "synthetic":
         return synthetic_market(data_cfg)
+    if data_cfg.source in ("parquet", "csv"):
+        from optrader.data.loader import load_files
+
+        return load_files(data_cfg)
     if data_cfg.path is None:
         raise DataError("data.source=dataframe needs data=<DataFrame> or data.path=<file>")
     return from_path(data_cfg.path, data_cfg.periods_per_year)

@@ -173,8 +173,9 @@ class QualityReport:
         if self.missing_mode == "none":
             return "not checked"
         total = sum(d["missing_bars"] for d in self.per_symbol.values())
-        how = {"expected": "vs expected timestamps",
-               "freq": f"vs a {_fmt_dur(self.freq_ns)} grid",
+        if self.missing_mode == "expected" or self.freq_ns is None:
+            return f"{total:,} vs expected timestamps"
+        how = {"freq": f"vs a {_fmt_dur(self.freq_ns)} grid",
                "inferred": f"vs the inferred {_fmt_dur(self.freq_ns)} grid (warnings)"}
         return f"{total:,} {how[self.missing_mode]}"
 

@@ -343,7 +343,8 @@ class TradingVectorEnv(VectorEnv):
                                                             "trailing_stop"))
             or rk.max_daily_loss or rk.max_drawdown or rk.maintenance_margin
             or not ex.allow_short or ex.max_participation < 1 or ex.min_trade_value
-            or ex.order_type != "market" or spec.action.order_types)
+            or ex.order_type != "market" or spec.action.order_types
+            or not self._tradable.all())
         slots = 3 * n_assets if ex.record_fills else 1  # agent fill, stop exit, forced close
         self._rec_f = np.zeros((n, slots, N_RECORD_F))
         self._rec_i = np.zeros((n, slots, N_RECORD_I), dtype=np.int64)
