@@ -83,7 +83,8 @@ def main(argv=None) -> int:
                                 jump_sigma=args.jump_sigma,
                                 zero_volume_run=args.zero_volume_run)
     except (DataError, FileNotFoundError, ImportError) as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        msg = str(exc).replace("pass overwrite=True", "pass --force")
+        console.print(f"[red]error:[/red] {msg}", highlight=False)
         return 2
     report.render(console)
     if args.json:

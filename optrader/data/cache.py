@@ -63,7 +63,14 @@ def load_entry(root: Path, key: str) -> dict | None:
         out["spread"] = np.load(d / "spread.npy", mmap_mode="r") if meta["has_spread"] else None
         out["extra"] = {n: np.load(d / f"extra_{n}.npy", mmap_mode="r") for n in meta["extra"]}
     except (OSError, ValueError, KeyError, json.JSONDecodeError):
-        return None  # an unreadable entry is a miss; it is rebuilt under a fresh directory
+        # an unreadable entry is a miss: move it aside so the rebuilt entry can take its place
+        trash = root / f".broken-{key}-{os.getpid()}"
+        try:
+            os.rename(d, trash)
+            shutil.rmtree(trash, ignore_errors=True)
+        except OSError:
+            pass
+        return None
     return out
 
 

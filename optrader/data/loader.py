@@ -6,7 +6,9 @@ align -> calendar -> validated arrays, cached on disk and memory-mapped.
 ``quality.min_score`` stops the load with the report, otherwise its problems are logged as
 warnings and rows with an error-severity defect (NaN/inf, non-positive prices, high < low,
 open/close outside [low, high], negative volume) are dropped, rows are sorted by symbol and
-time and duplicate timestamps keep their last row. Source files are only ever read.
+time (assets in alphabetical order of their symbols) and duplicate timestamps keep their last
+row. Source files are only ever read. A cache hit returns memory-mapped arrays, replays the
+load's warnings, and has ``quality=None`` (the score is in the entry's meta.json).
 """
 
 from __future__ import annotations
@@ -55,8 +57,9 @@ def read_long(cfg) -> pd.DataFrame:
 
 
 def clean_rows(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """Drop rows with an error-severity defect, sort by (symbol, time) with symbols in their
-    first-appearance order, keep the last of each duplicate timestamp; returns (frame, rows
+    """Drop rows with an error-severity defect, sort by (symbol, time) with symbols in
+    alphabetical order (so the asset axis does not depend on the files' row order), keep the
+    last of each duplicate timestamp (a later row corrects an earlier one); returns (frame, rows
     dropped). Vectorised; an already clean, sorted frame is returned without a copy."""
     o, h, lo, c, v = (df[k].to_numpy() for k in OHLCV)
     with np.errstate(invalid="ignore"):
@@ -64,7 +67,7 @@ def clean_rows(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
                 & np.isfinite(v) & (lo > 0) & (h >= lo) & (v >= 0)
                 & (o >= lo) & (o <= h) & (c >= lo) & (c <= h))
     ts = df["timestamp"].to_numpy()
-    codes = pd.factorize(df["symbol"])[0]
+    codes = pd.factorize(df["symbol"], sort=True)[0]
     keep = np.nonzero(good)[0] if not good.all() else None
     if keep is not None:
         ts, codes = ts[keep], codes[keep]
@@ -94,7 +97,9 @@ def load_files(cfg, *, use_cache: bool | None = None) -> MarketData:
     paths = list(cfg.path) if isinstance(cfg.path, (list, tuple)) else [cfg.path]
     files = [f for p in paths for f, _ in _files(p, cfg.source)]
     use_cache = cfg.cache.enabled if use_cache is None else use_cache
-    key_cfg = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("cache", "split")}
+    # the files are keyed by identity (resolved path, size, mtime), not by how they were named
+    key_cfg = {k: v for k, v in dataclasses.asdict(cfg).items()
+               if k not in ("cache", "split", "path")}
     root = cache_mod.cache_root(cfg.cache.dir)
     key = cache_mod.cache_key(files, key_cfg) if use_cache else None
     if use_cache:
