@@ -13,7 +13,9 @@ evaluation uses EVAL_SEED_BASE + seed (+ round), so evaluation episodes never re
 reset seed. They still start on the bars training saw (the env has no train/test split of bars),
 and a long run can overfit that one path; with the synthetic source the same evaluation also runs
 on a fresh path (``data.seed + HELD_OUT_DATA_SEED_OFFSET``), reported as
-``eval_held_out_market``. In simulation mode (``+env=simulation``) every episode is a fresh path
+``eval_held_out_market``. When the data has a validation split (``data.split``) and training
+samples the train split, the same evaluation runs on the validation bars
+(``eval_validation_split``). In simulation mode (``+env=simulation``) every episode is a fresh path
 already (antithetic pairs share one through ``env_seeds``), so that second evaluation is skipped.
 """
 
@@ -39,7 +41,7 @@ from optrader.agents.es import (
     policy_actor,
     save_checkpoint,
 )
-from optrader.config import available, config_dir, load_spec
+from optrader.config import ConfigError, available, config_dir, load_spec
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +110,19 @@ def train(cfg: DictConfig, data=None, progress: bool = True,
         held_out = {"data_seed": held_out_seed, **_summaries(
             _evaluate_all(env_out, es.theta, policy, agent.eval_episodes, eval_seed))}
         env_out.close()
+    validation = None
+    if spec.env.mode != "simulation" and spec.data.split.use == "train":
+        # the validation split, when the data has one: bars training never sampled
+        try:
+            env_val = optrader.make_vec(
+                OmegaConf.merge(run_cfg, {"data": {"split": {"use": "validation"}}}),
+                num_envs=num_envs, data=data, copy=False, parallel=ENV_PARALLEL)
+        except (ConfigError, ValueError) as exc:
+            log.info("no validation evaluation: %s", str(exc).splitlines()[0])
+        else:
+            validation = {"split_range": list(env_val.split_range), **_summaries(
+                _evaluate_all(env_val, es.theta, policy, agent.eval_episodes, eval_seed))}
+            env_val.close()
     metrics = {
         "env_steps": used,
         "generations": es.generation,
@@ -119,6 +134,7 @@ def train(cfg: DictConfig, data=None, progress: bool = True,
                    "hidden": policy.hidden, "n_params": policy.n_params},
         "eval": {"episodes": agent.eval_episodes, "seed": eval_seed, **_summaries(results)},
         "eval_held_out_market": held_out,
+        "eval_validation_split": validation,
         "history": history,
     }
     log.info("%d env-steps in %.1f s (%.0f env-steps/s); eval mean return: %s", used,
@@ -223,7 +239,8 @@ def main(cfg: DictConfig) -> None:
              f"{metrics['train_seconds']:.1f} s ({metrics['env_steps_per_second']:,.0f}/s); "
              f"outputs in {out_dir}"]
     for title, ev in (("held-out seeds", metrics["eval"]),
-                      ("held-out market", metrics["eval_held_out_market"])):
+                      ("held-out market", metrics["eval_held_out_market"]),
+                      ("validation split", metrics["eval_validation_split"])):
         if ev is not None:
             lines.append(f"  mean return, {title}: " +
                          ", ".join(f"{k} {ev[k]['mean']:+.4f}" for k in names))
