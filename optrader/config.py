@@ -99,6 +99,7 @@ class ObservationConfig:
     ewma_halflife: float = 64.0  # bars
     portfolio: bool = True  # append the portfolio features
     clip: float = 10.0  # clip normalised features to [-clip, clip]
+    extra_features: tuple = ()  # data.extra_columns appended per asset (as given, clipped)
 
     def check(self, key: str) -> None:
         _at_least(f"{key}.window", self.window, 1)
@@ -110,6 +111,12 @@ class ObservationConfig:
             raise ConfigError(f"{key}.features: duplicate names in {list(self.features)}")
         _positive(f"{key}.ewma_halflife", self.ewma_halflife)
         _positive(f"{key}.clip", self.clip)
+        for name in self.extra_features:
+            if not isinstance(name, str) or not name:
+                raise ConfigError(f"{key}.extra_features: expected column names, got {name!r}")
+        if len(set(self.extra_features)) != len(self.extra_features):
+            raise ConfigError(f"{key}.extra_features: duplicate names in "
+                              f"{list(self.extra_features)}")
 
 
 FEATURE_NAMES = ("log_return", "range", "volume")
@@ -466,6 +473,9 @@ class EnvSpec:
                 raise ConfigError(f"simulation.warmup: expected at least observation.window="
                                   f"{self.observation.window} bars (the first observation's "
                                   f"window), got {self.simulation.warmup}")
+            if self.observation.extra_features:
+                raise ConfigError(f"observation.extra_features: simulated markets have no extra "
+                                  f"columns; expected [], got {list(self.observation.extra_features)}")
             if self.execution.slippage_model == "spread_column":
                 raise ConfigError("execution.slippage_model: spread_column needs a spread "
                                   "column, which simulated markets do not have; use fixed with "

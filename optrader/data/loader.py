@@ -161,10 +161,25 @@ def build_market(cfg) -> MarketData:
         df = resample(df, cfg.resample, calendar=calendar, source=source)
     aligned = align(df, cfg.align, source=source)
     day = calendar.day_ids(aligned.timestamps)
+    off = off_hours(aligned.timestamps, calendar)
+    if off.any():
+        first = pd.to_datetime(aligned.timestamps[off][:3], utc=True)
+        log.warning("%s: %d of %d bars fall outside the calendar's sessions (%s), e.g. %s",
+                    source, int(off.sum()), off.size, cfg.calendar.name,
+                    ", ".join(str(t) for t in first))
     return from_arrays(*aligned.bars, timestamps=aligned.timestamps, symbols=aligned.symbols,
                        periods_per_year=cfg.periods_per_year, source=source,
                        spread=aligned.spread, tradable=aligned.tradable, day=day,
                        extra=aligned.extra, quality=report)
+
+
+def off_hours(timestamps: np.ndarray, calendar: TradingCalendar) -> np.ndarray:
+    """bool (T,): intraday bars stamped outside the calendar's sessions (daily or coarser bars
+    are stamped at midnight and are never flagged)."""
+    d = np.diff(timestamps)
+    if d.size == 0 or np.median(d) >= 86_400 * 10**9:
+        return np.zeros(timestamps.shape, dtype=np.bool_)
+    return ~calendar.is_open(timestamps)
 
 
 def _expected_grid(df: pd.DataFrame, calendar: TradingCalendar) -> np.ndarray | None:

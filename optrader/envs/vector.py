@@ -202,10 +202,24 @@ class TradingVectorEnv(VectorEnv):
                     f"data: {hi - lo} bars are too few for observation.window={window} plus "
                     f"env.episode_length={episode_length}; need at least "
                     f"{window + episode_length}{where}")
-            # features: computed once, causal (kernels/features.py)
+            # features: computed once, causal (kernels/features.py), then the data's extra
+            # columns the config asks for (the user's values at each bar, clipped, NaN -> 0)
+            extras = spec.observation.extra_features
+            missing = [x for x in extras if x not in self.market.extra]
+            if missing:
+                raise ValueError(f"observation.extra_features: {missing} not in the data's extra "
+                                 f"columns {sorted(self.market.extra)} (load them with "
+                                 f"data.extra_columns)")
             self._features = np.empty((n_bars, n_assets, len(feats)), dtype=np.float32)
             compute_features_nb(self.market.bars, feature_ids, spec.observation.ewma_halflife,
                                 spec.observation.clip, self._features)
+            if extras:
+                clip = spec.observation.clip
+                cols = [np.clip(np.nan_to_num(self.market.extra[x], nan=0.0, posinf=clip,
+                                              neginf=-clip), -clip, clip) for x in extras]
+                self._features = np.ascontiguousarray(np.concatenate(
+                    [self._features, np.stack(cols, axis=-1).astype(np.float32)], axis=-1))
+            feats = (*feats, *extras)
 
         self.render_mode = render_mode
         self.autoreset_mode = autoreset_mode
