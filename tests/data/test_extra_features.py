@@ -50,7 +50,7 @@ def test_extra_columns_are_observed_per_asset_and_clipped(tmp_path):
     for i, start in enumerate((50, 120)):
         for k in range(WINDOW):
             t = start - (WINDOW - 1 - k)
-            for a, sym in enumerate(("AAA", "BBB")):
+            for sym in ("AAA", "BBB"):
                 want = df[df.symbol == sym]["signal"].to_numpy()[t]
                 got = obs[i, names.index(f"signal[{sym}][t-{WINDOW - 1 - k}]")]
                 assert got == np.float32(np.clip(want, -10.0, 10.0))
