@@ -46,19 +46,26 @@ def compute_features_nb(bars, feature_ids, halflife, clip, out):
             m_vol2 = (1.0 - alpha) * m_vol2 + alpha * lv * lv
             w = (1.0 - alpha) * w + alpha
             for j in range(feature_ids.shape[0]):
-                fid = feature_ids[j]
-                x = 0.0
-                if fid == FeatureId.LOG_RETURN:
-                    sd = math.sqrt(m_ret2 / w)
-                    x = ret / sd if sd > 0.0 else 0.0
-                elif fid == FeatureId.RANGE:
-                    mean = m_rng / w
-                    x = rng / mean - 1.0 if mean > 0.0 else 0.0
-                elif fid == FeatureId.VOLUME:
-                    mean = m_vol / w
-                    var = m_vol2 / w - mean * mean
-                    x = (lv - mean) / math.sqrt(var) if var > 1e-12 else 0.0
-                out[t, a, j] = min(clip, max(-clip, x))
+                out[t, a, j] = feature_value_nb(feature_ids[j], ret, rng, lv, m_ret2, m_rng,
+                                                m_vol, m_vol2, w, clip)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def feature_value_nb(fid, ret, rng, lv, m_ret2, m_rng, m_vol, m_vol2, w, clip):
+    """One feature from the bar's log return, log range and log volume and the EWMAs after
+    this bar (bias correction w), clipped; shared with simulation mode (kernels.sim_rows)."""
+    x = 0.0
+    if fid == FeatureId.LOG_RETURN:
+        sd = math.sqrt(m_ret2 / w)
+        x = ret / sd if sd > 0.0 else 0.0
+    elif fid == FeatureId.RANGE:
+        mean = m_rng / w
+        x = rng / mean - 1.0 if mean > 0.0 else 0.0
+    elif fid == FeatureId.VOLUME:
+        mean = m_vol / w
+        var = m_vol2 / w - mean * mean
+        x = (lv - mean) / math.sqrt(var) if var > 1e-12 else 0.0
+    return min(clip, max(-clip, x))
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

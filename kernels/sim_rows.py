@@ -34,13 +34,13 @@ from numba import njit
 from kernels.enums import (
     BarField,
     Clock,
-    FeatureId,
     RowState,
     SeriesField,
     SimClock,
     SimEnv,
     SimStress,
 )
+from kernels.features import feature_value_nb
 from kernels.rng import randint_nb
 from kernels.simulation import sim_next_bar_nb, sim_reset_env_nb, uniform_nb
 
@@ -83,19 +83,8 @@ def row_update_nb(i, r, path_t, bars, series, features, feature_ids, clip, f_alp
         row_state[i, RowState.F_W, a] = w
         base = r * row_size + a * n_feat
         for j in range(n_feat):
-            fid = feature_ids[j]
-            x = 0.0
-            if fid == FeatureId.LOG_RETURN:
-                sd = math.sqrt(m_ret2 / w)
-                x = ret / sd if sd > 0.0 else 0.0
-            elif fid == FeatureId.RANGE:
-                mean = m_rng / w
-                x = rng / mean - 1.0 if mean > 0.0 else 0.0
-            elif fid == FeatureId.VOLUME:
-                mean = m_vol / w
-                var = m_vol2 / w - mean * mean
-                x = (lv - mean) / math.sqrt(var) if var > 1e-12 else 0.0
-            features[base + j] = min(clip, max(-clip, x))
+            features[base + j] = feature_value_nb(feature_ids[j], ret, rng, lv, m_ret2, m_rng,
+                                                  m_vol, m_vol2, w, clip)
 
         # average volume, as ewma_nb
         av_m = (1.0 - av_alpha) * row_state[i, RowState.AV_M, a] + av_alpha * volume

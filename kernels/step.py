@@ -529,12 +529,12 @@ _RANGE_ARGS = ", ".join(inspect.signature(_step_range).parameters)[len("lo, hi, 
 
 # The batch step validates every action first (a bad one changes nothing), then runs
 # _step_range on n_chunks chunks of envs (the caller passes a few per thread; Numba's
-# get_num_threads() inside the kernel would make it uncacheable). Threads split chunks rather than single envs: the per-env body
-# is compiled once as a serial function, which keeps the threaded build's compile time small and
-# its reference counting per chunk instead of per env. The source is generated so the long
-# argument list is written once.
-_STEP_ENVS_SRC = f"""
-def _step_envs(n_chunks, {_RANGE_ARGS}):
+# get_num_threads() inside the kernel would make it uncacheable). Threads split chunks rather
+# than single envs: the per-env body is compiled once as a serial function, which keeps the
+# threaded build's compile time small and its reference counting per chunk instead of per env.
+# The source is generated so the long argument list is written once; _CHUNKED_HEAD is the part
+# both batch steps share.
+_CHUNKED_HEAD = """
     n = action.shape[0]
     for i in range(n):
         for a in range(action.shape[1]):
@@ -546,7 +546,9 @@ def _step_envs(n_chunks, {_RANGE_ARGS}):
     for c in prange(n_chunks):
         lo = c * chunk
         hi = min(n, lo + chunk)
-        if lo < hi:
+        if lo < hi:"""
+_STEP_ENVS_SRC = f"""
+def _step_envs(n_chunks, {_RANGE_ARGS}):{_CHUNKED_HEAD}
             n_done += step_range_nb(lo, hi, {_RANGE_ARGS})
     return n_done
 """
@@ -556,19 +558,7 @@ _SIM_ARGS = ("sim_asset, sim_env, chol, regime_table, stress, sim_state, sim_clo
              "seg_rows, keep, bars_per_day, feature_ids, f_alpha, av_alpha, r_alpha, atr_period, "
              "warmup")
 _SIM_STEP_ENVS_SRC = f"""
-def _sim_step_envs(n_chunks, {_RANGE_ARGS}, {_SIM_ARGS}):
-    n = action.shape[0]
-    for i in range(n):
-        for a in range(action.shape[1]):
-            if not np.isfinite(action[i, a]):
-                return -StepStatus.BAD_ACTION
-    n_chunks = max(1, min(n, n_chunks))
-    chunk = (n + n_chunks - 1) // n_chunks
-    n_done = 0
-    for c in prange(n_chunks):
-        lo = c * chunk
-        hi = min(n, lo + chunk)
-        if lo < hi:
+def _sim_step_envs(n_chunks, {_RANGE_ARGS}, {_SIM_ARGS}):{_CHUNKED_HEAD}
             sim_before_nb(lo, hi, clock, rng, bars, series, features, day, reset_start,
                           sim_asset, sim_env, chol, regime_table, stress, sim_state, sim_clock,
                           row_state, seg_rows, keep, bars_per_day, feature_ids, clip, f_alpha,
