@@ -455,6 +455,24 @@ def _step_range(lo, hi, action, bars, features, series, acct, position, avg_px, 
     return n_done
 
 
+# Not inlined: Numba cannot inline a callee with this many arguments, and resets are rare.
+@njit(cache=True, nogil=True, error_model="numpy")
+def _sim_new_episode(i, bars, features, acct, position, avg_px, clock, rng, obs, events, orders,
+                     first_bar, last_start, window, initial_cash, portfolio_obs, clip, series, day,
+                     reset_start, sim_asset, sim_env, chol, regime_table, stress, sim_state,
+                     sim_clock, row_state, seg_rows, keep, bars_per_day, feature_ids, f_alpha,
+                     av_alpha, r_alpha, atr_period, warmup, episode_length):
+    """Env i starts an episode on a fresh path: generate it, then reset the book and write the
+    first observation."""
+    start = sim_restart_nb(i, clock, rng, bars, series, features, day, sim_asset, sim_env, chol,
+                           regime_table, stress, sim_state, sim_clock, row_state, seg_rows, keep,
+                           bars_per_day, feature_ids, clip, f_alpha, av_alpha, r_alpha,
+                           atr_period, warmup, episode_length)
+    reset_start[i] = start
+    reset_env_nb(i, start, bars, features, acct, position, avg_px, clock, rng, obs, events,
+                 orders, first_bar, last_start, window, initial_cash, portfolio_obs, clip)
+
+
 def _sim_before(lo, hi, clock, rng, bars, series, features, day, reset_start, sim_asset,
                 sim_env, chol, regime_table, stress, sim_state, sim_clock, row_state, seg_rows,
                 keep, bars_per_day, feature_ids, clip, f_alpha, av_alpha, r_alpha, atr_period,
@@ -495,15 +513,12 @@ def _sim_after(lo, hi, same_step, terminated, truncated, final_clock, rec_i, rec
         if restart:
             final_clock[i, Clock.BAR] += offset
             final_clock[i, Clock.START] += offset
-            start = sim_restart_nb(
-                i, clock, rng, bars, series, features, day, sim_asset, sim_env, chol,
-                regime_table, stress, sim_state, sim_clock, row_state, seg_rows, keep,
-                bars_per_day, feature_ids, clip, f_alpha, av_alpha, r_alpha, atr_period,
-                warmup, episode_length)
-            reset_start[i] = start
-            reset_env_nb(i, start, bars, features, acct, position, avg_px, clock, rng, obs,
-                         events, orders, first_bar, last_start, window, initial_cash,
-                         portfolio_obs, clip)
+            _sim_new_episode(i, bars, features, acct, position, avg_px, clock, rng, obs, events,
+                             orders, first_bar, last_start, window, initial_cash, portfolio_obs,
+                             clip, series, day, reset_start, sim_asset, sim_env, chol,
+                             regime_table, stress, sim_state, sim_clock, row_state, seg_rows,
+                             keep, bars_per_day, feature_ids, f_alpha, av_alpha, r_alpha,
+                             atr_period, warmup, episode_length)
 
 
 def _sim_reset_envs(mask, bars, features, acct, position, avg_px, clock, rng, obs, events,
@@ -514,15 +529,12 @@ def _sim_reset_envs(mask, bars, features, acct, position, avg_px, clock, rng, ob
     """Simulation mode's reset: every env whose mask is True starts on a fresh path."""
     for i in prange(mask.shape[0]):
         if mask[i]:
-            start = sim_restart_nb(
-                i, clock, rng, bars, series, features, day, sim_asset, sim_env, chol,
-                regime_table, stress, sim_state, sim_clock, row_state, seg_rows, keep,
-                bars_per_day, feature_ids, clip, f_alpha, av_alpha, r_alpha, atr_period,
-                warmup, episode_length)
-            reset_start[i] = start
-            reset_env_nb(i, start, bars, features, acct, position, avg_px, clock, rng, obs,
-                         events, orders, first_bar, last_start, window, initial_cash,
-                         portfolio_obs, clip)
+            _sim_new_episode(i, bars, features, acct, position, avg_px, clock, rng, obs, events,
+                             orders, first_bar, last_start, window, initial_cash, portfolio_obs,
+                             clip, series, day, reset_start, sim_asset, sim_env, chol,
+                             regime_table, stress, sim_state, sim_clock, row_state, seg_rows,
+                             keep, bars_per_day, feature_ids, f_alpha, av_alpha, r_alpha,
+                             atr_period, warmup, episode_length)
 
 
 _RANGE_ARGS = ", ".join(inspect.signature(_step_range).parameters)[len("lo, hi, "):]
