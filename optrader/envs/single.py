@@ -9,7 +9,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
-from kernels.enums import Account, Clock
+from kernels.enums import Account
 from optrader.envs.vector import TradingVectorEnv
 
 
@@ -64,7 +64,7 @@ class TradingEnv(gym.Env):
         info = {"equity": float(acct[Account.EQUITY]), "cash": float(acct[Account.CASH]),
                 "position": self._vec.portfolio.position[0].copy(),
                 "drawdown": float(acct[Account.DRAWDOWN]),
-                "bar": int(self._vec.episode.clock[0, Clock.BAR]),
+                "bar": self._vec.bar_of(0),
                 "cost": float(acct[Account.COST])}
         if self._vec._events_possible:
             info["risk_events"] = self._vec.risk_events[0].copy()

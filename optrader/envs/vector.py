@@ -657,6 +657,12 @@ class TradingVectorEnv(VectorEnv):
             info.update(risk_events=self.risk_events.copy(), _risk_events=m)
         return info
 
+    def bar_of(self, i: int) -> int:
+        """Env i's current bar (see ``_bar_index``)."""
+        if self._simulation:
+            return int(self._sim.kernel_args[6][i, SimClock.BAR_INDEX]) - 1
+        return int(self.episode.clock[i, Clock.BAR])
+
     def _bar_index(self) -> np.ndarray:
         """Each env's current bar: an index into the data, or in simulation mode into its path
         (bar 0 is the first bar generated after the reset that started its path)."""

@@ -693,3 +693,23 @@ def test_guarded_risk_on_a_stressed_market_runs_and_counts_events():
     # counters are per episode: the largest count of each reason over the run
     most = np.max([x[4]["risk_events"].max(axis=0) for x in traj], axis=0)
     assert most[FillReason.STOP_LOSS] + most[FillReason.TRAILING_STOP] > 0
+
+
+def test_single_env_in_simulation_mode_passes_check_env():
+    """gymnasium.make(..., env="simulation") is a plain gymnasium.Env on a fresh path."""
+    import gymnasium as gym
+    from gymnasium.utils.env_checker import check_env
+
+    env = gym.make("optrader/Trading-v0", env="simulation",
+                   overrides=[f"{k}={v}" for k, v in BASE.items()])
+    check_env(env.unwrapped, skip_render_check=True)
+    obs, info = env.reset(seed=3)
+    assert info["bar"] == WARMUP - 1
+    done = False
+    steps = 0
+    while not done:
+        obs, _, term, trunc, info = env.step(env.action_space.sample())
+        done = term or trunc
+        steps += 1
+    assert trunc and steps == int(BASE["env.episode_length"])
+    assert info["bar"] == WARMUP - 1 + steps
