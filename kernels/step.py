@@ -11,7 +11,8 @@ Shapes (n envs, A assets, T bars, F features, D observation size):
   reward_weights float64 (N_REWARDS,); target float64 (n, A) scratch for target weights;
   obs, final_obs float32 (n, D); reward float64 (n,); terminated, truncated bool (n,);
   final_acct, final_position, final_clock: the done envs' state before a same-step reset;
-  reset_start int64 (n,): the bar an autoreset env starts at, -1 for a random one (data mode);
+  reset_start int64 (n,): the bar an autoreset env starts at, -1 for a random one (data mode),
+  FROZEN (-2) to keep a done env as it ended (backtests);
   tradable bool (T, A): False where an asset has no bar (union alignment): no order fills, no
   stop triggers and no forced close there; its position is carried at the (flat) last price.
 
@@ -77,6 +78,7 @@ from kernels.rng import randint_nb
 from kernels.sim_rows import sim_advance_nb, sim_restart_nb
 
 custom_reward_nb = zero_reward_nb
+FROZEN = -2  # reset_start value: a done env is not reset but stays as it ended (backtests)
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -182,6 +184,8 @@ def _step_range(lo, hi, action, bars, features, series, acct, position, avg_px, 
         if record:
             rec_n[i] = 0  # records describe this step only
         if clock[i, Clock.NEEDS_RESET] != 0:
+            if reset_start[i] == FROZEN:
+                continue  # a finished backtest env keeps its final state (kernels.backtest)
             reset_env_nb(i, reset_start[i], bars, features, acct, position, avg_px, clock, rng,
                          obs, events, orders, first_bar, last_start, window, initial_cash,
                          portfolio_obs, clip)
