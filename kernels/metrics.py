@@ -1,0 +1,439 @@
+"""Metric kernels: performance of equity curves and of FIFO round trips, vectorized over envs.
+
+Every kernel writes into caller-supplied arrays and validates nothing (``optrader.metrics`` checks
+shapes, dtypes and values once). Metrics of env i go to row i of ``out`` float64
+(n_envs, N_METRICS), columns ``Metric``; a kernel fills only its own columns.
+
+**Equity curves.** ``equity`` float64 (n, T+1), currency: column 0 is the initial equity, column
+t the close equity of bar t. A row ends at its last non-NaN value (NaN pads envs that ended
+early), so env i has T_i >= 0 bars and per-bar simple returns r_t = E_t / E_{t-1} - 1,
+t = 1..T_i. With ppy = periods_per_year and rf = (1 + rf_annual)^(1/ppy) - 1 per bar:
+
+- TOTAL_RETURN = E_T / E_0 - 1; CAGR = (E_T / E_0)^(ppy / T) - 1, and -1 when E_T <= 0 (it
+  can overflow to inf for a few bars of a fast-growing high-frequency curve).
+- ANN_VOL = std(r, ddof=1) sqrt(ppy); SHARPE = mean(r - rf) / std(r, ddof=1) sqrt(ppy).
+- SORTINO = mean(r - rf) / sqrt(mean(min(r - rf, 0)^2)) sqrt(ppy), the mean over all bars.
+- MAX_DRAWDOWN = max_t (1 - E_t / max_{s<=t} E_s), a positive fraction (0: never below a peak);
+  MAX_DD_DURATION = the longest run of consecutive bars below the previous peak, in bars (a run
+  still open at the end counts); CALMAR = CAGR / MAX_DRAWDOWN.
+- VAR_95 = -q with q = the 5 % quantile of r (linear interpolation, numpy's default method);
+  CVAR_95 = -mean(r[r <= q]). Both are losses as positive numbers (negative if even the worst
+  5 % of bars gained).
+
+Undefined values are NaN, never inf or an exception: TOTAL_RETURN, CAGR, VAR_95 and CVAR_95 with
+no bars (T = 0); ANN_VOL, SHARPE and SORTINO with fewer than 2 returns; SHARPE when std(r) = 0;
+SORTINO when no bar returned less than rf; CALMAR when CAGR is NaN or MAX_DRAWDOWN = 0. A std or
+downside deviation below ``ZERO_RTOL`` x (mean |r| + |rf|) is rounding noise of a constant series
+and counts as 0 (ANN_VOL then reports 0).
+
+**Exposure and turnover.** ``gross_notional`` and ``traded_notional`` float64 (n, T), currency per
+bar (column t-1 is bar t); only the first T_i columns of row i are read. EXPOSURE = fraction of
+the T_i bars with gross notional > 0; TURNOVER = sum(traded) / T_i * ppy / mean(E_1..E_T).
+
+**Round trips (FIFO).** Fill arrays (m,): env, bar, asset int64; qty float64 signed units; price
+float64 (slippage included); cost float64 currency (commission + explicit fees). Required order:
+each env's fills in execution order (bars non-decreasing, same-bar fills in the order they
+executed); envs may interleave, e.g. one env step's fills after another's. Each (env, asset)
+keeps a FIFO queue of lots, one per fill that opened (or added to) a position. A fill against
+the position closes the oldest lots first; every (lot, closing fill) pair is one round trip, so
+its entry price is the lot's fill price. A fill that crosses zero closes every lot, then opens a
+lot in its own direction with the rest. Costs are apportioned pro rata to quantity: a trade of q
+units carries q / |qty| of both its entry and exit fill's cost, and pnl = side * q * (exit -
+entry) - those costs. Lots still open at the end are not trades; they are reported separately
+(exit fields -1 / NaN). Fills of qty 0 are skipped (a cost they carry belongs to no trade).
+Remainders below ``QTY_RTOL`` x |qty| of their fill are float dust of the position arithmetic
+and count as 0 (no ghost lots).
+Trades are written in exit order: by closing fill, then FIFO lot order.
+"""
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+
+class MetricT(NamedTuple):
+    """Columns of the per-env metrics ``out`` float64 (n, N_METRICS); see the module docstring."""
+
+    TOTAL_RETURN: int = 0
+    CAGR: int = 1
+    ANN_VOL: int = 2
+    SHARPE: int = 3
+    SORTINO: int = 4
+    CALMAR: int = 5
+    MAX_DRAWDOWN: int = 6  # positive fraction
+    MAX_DD_DURATION: int = 7  # bars
+    VAR_95: int = 8  # positive = loss, per bar
+    CVAR_95: int = 9
+    WIN_RATE: int = 10  # trades with pnl > 0 / trades
+    PROFIT_FACTOR: int = 11  # sum of wins / |sum of losses|
+    AVG_WIN: int = 12  # currency
+    AVG_LOSS: int = 13  # currency, positive
+    EXPECTANCY: int = 14  # mean pnl per trade, currency
+    KELLY: int = 15  # W - (1 - W) / (AVG_WIN / AVG_LOSS)
+    N_TRADES: int = 16
+    AVG_TRADE_BARS: int = 17
+    MAX_CONSEC_LOSSES: int = 18  # in exit order
+    EXPOSURE: int = 19  # fraction of bars with any position
+    TURNOVER: int = 20  # annualised traded notional / average equity
+
+
+Metric = MetricT()
+N_METRICS = len(Metric)
+EQUITY_METRICS = Metric[Metric.TOTAL_RETURN:Metric.CVAR_95 + 1]
+TRADE_METRICS = Metric[Metric.WIN_RATE:Metric.MAX_CONSEC_LOSSES + 1]
+NOTIONAL_METRICS = (Metric.EXPOSURE, Metric.TURNOVER)
+
+
+class TradeIntT(NamedTuple):
+    """Integer columns of the round trips ``trade_i`` int64 (m, N_TRADE_I)."""
+
+    ENV: int = 0
+    ASSET: int = 1
+    SIDE: int = 2  # +1 long, -1 short
+    ENTRY_BAR: int = 3
+    EXIT_BAR: int = 4  # -1 for an open lot
+    BARS: int = 5  # EXIT_BAR - ENTRY_BAR; -1 for an open lot
+    ENTRY_FILL: int = 6  # index of the opening fill in the input arrays
+    EXIT_FILL: int = 7  # index of the closing fill; -1 for an open lot
+
+
+TradeInt = TradeIntT()
+N_TRADE_I = len(TradeInt)
+
+
+class TradeFieldT(NamedTuple):
+    """Float columns of the round trips ``trade_f`` float64 (m, N_TRADE_F)."""
+
+    QTY: int = 0  # units, positive
+    ENTRY_PRICE: int = 1
+    EXIT_PRICE: int = 2  # NaN for an open lot
+    PNL: int = 3  # currency, net of COMMISSION; NaN for an open lot
+    RETURN: int = 4  # PNL / (QTY x ENTRY_PRICE); NaN for an open lot
+    COMMISSION: int = 5  # apportioned entry + exit cost, currency (entry share for an open lot)
+
+
+TradeField = TradeFieldT()
+N_TRADE_F = len(TradeField)
+
+ZERO_RTOL = 1e-12  # a dispersion this small relative to the returns is rounding noise
+QTY_RTOL = 1e-9  # a lot or fill remainder this small relative to its fill's |qty| is dust
+VAR_LEVEL = 0.05
+
+
+# ---- equity curves -----------------------------------------------------------------------------
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def row_bars_nb(equity, i):
+    """Number of bars T_i of row i: its last non-NaN column (the NaN padding starts after it)."""
+    last = equity.shape[1] - 1
+    while last > 0 and math.isnan(equity[i, last]):
+        last -= 1
+    return last
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def select_nb(a, n, k):
+    """Reorder a[:n] in place so that a[k] is its k-th smallest value, a[:k] <= a[k] <= a[k+1:n]
+    (Hoare/Wirth selection, O(n) expected; falls back to a sort on adversarial input)."""
+    lo, hi = 0, n - 1
+    rounds = 0
+    while lo < hi:
+        rounds += 1
+        if rounds > 64:  # far beyond the expected ~log2(n) rounds: finish with a sort
+            a[lo:hi + 1].sort()
+            break
+        mid = (lo + hi) >> 1
+        # median of three as the pivot: sorted or reversed runs of returns stay O(n)
+        x, y, z = a[lo], a[mid], a[hi]
+        pivot = max(min(x, y), min(max(x, y), z))
+        i, j = lo, hi
+        while i <= j:
+            while a[i] < pivot:
+                i += 1
+            while pivot < a[j]:
+                j -= 1
+            if i <= j:
+                a[i], a[j] = a[j], a[i]
+                i += 1
+                j -= 1
+        if j < k:
+            lo = i
+        if k < i:
+            hi = j
+    return a[k]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def quantile_nb(a, n, q):
+    """The q-quantile of a[:n] (n >= 1), numpy's default linear interpolation; reorders a[:n]."""
+    virtual = (n - 1) * q
+    k = int(math.floor(virtual))
+    if k >= n - 1:
+        return select_nb(a, n, n - 1)
+    lo = select_nb(a, n, k)
+    hi = a[k + 1]
+    for t in range(k + 2, n):  # a[k+1:] >= a[k]: the next order statistic is their minimum
+        hi = min(hi, a[t])
+    gamma = virtual - k
+    diff = hi - lo
+    # the same two-sided formula as numpy's _lerp, so r <= q agrees bit for bit at the boundary
+    if gamma >= 0.5:
+        return hi - diff * (1.0 - gamma)
+    return lo + diff * gamma
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def equity_metrics_nb(equity, periods_per_year, rf_annual, out):
+    """Fill the equity-curve columns of out (n, N_METRICS) from equity (n, T+1); see above."""
+    n, width = equity.shape
+    rf = (1.0 + rf_annual) ** (1.0 / periods_per_year) - 1.0
+    ann = math.sqrt(periods_per_year)
+    ret = np.empty(max(width - 1, 1))  # one scratch row for the whole call
+    for i in range(n):
+        n_ret = row_bars_nb(equity, i)
+        e0 = equity[i, 0]
+        peak = e0
+        max_dd = 0.0
+        run = 0
+        max_run = 0
+        total = 0.0
+        total_abs = 0.0
+        prev = e0
+        for t in range(1, n_ret + 1):
+            e = equity[i, t]
+            r = e / prev - 1.0
+            ret[t - 1] = r
+            total += r
+            total_abs += abs(r)
+            prev = e
+            if e < peak:
+                run += 1
+                max_run = max(max_run, run)
+                max_dd = max(max_dd, 1.0 - e / peak)
+            else:
+                peak = e
+                run = 0
+        out[i, Metric.MAX_DRAWDOWN] = max_dd
+        out[i, Metric.MAX_DD_DURATION] = max_run
+        nan = np.nan
+        for c in (Metric.TOTAL_RETURN, Metric.CAGR, Metric.ANN_VOL, Metric.SHARPE,
+                  Metric.SORTINO, Metric.CALMAR, Metric.VAR_95, Metric.CVAR_95):
+            out[i, c] = nan
+        if n_ret == 0:
+            continue
+        growth = prev / e0
+        out[i, Metric.TOTAL_RETURN] = growth - 1.0
+        cagr = growth ** (periods_per_year / n_ret) - 1.0 if growth > 0.0 else -1.0
+        out[i, Metric.CAGR] = cagr
+        if max_dd > 0.0:
+            out[i, Metric.CALMAR] = cagr / max_dd
+
+        q = quantile_nb(ret, n_ret, VAR_LEVEL)
+        tail = 0.0
+        n_tail = 0
+        for t in range(n_ret):
+            if ret[t] <= q:
+                tail += ret[t]
+                n_tail += 1
+        out[i, Metric.VAR_95] = -q
+        out[i, Metric.CVAR_95] = -tail / n_tail
+
+        if n_ret < 2:
+            continue
+        mean = total / n_ret
+        ss = 0.0
+        down = 0.0
+        for t in range(n_ret):
+            d = ret[t] - mean
+            ss += d * d
+            x = ret[t] - rf
+            if x < 0.0:
+                down += x * x
+        std = math.sqrt(ss / (n_ret - 1))
+        dd_dev = math.sqrt(down / n_ret)
+        tiny = ZERO_RTOL * (total_abs / n_ret + abs(rf))
+        excess = mean - rf
+        if std <= tiny:
+            out[i, Metric.ANN_VOL] = 0.0
+        else:
+            out[i, Metric.ANN_VOL] = std * ann
+            out[i, Metric.SHARPE] = excess / std * ann
+        if dd_dev > tiny:
+            out[i, Metric.SORTINO] = excess / dd_dev * ann
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def exposure_turnover_nb(gross_notional, traded_notional, equity, periods_per_year, out):
+    """Fill EXPOSURE and TURNOVER of out (n, N_METRICS) from per-bar notionals (n, T) and the
+    equity curves (n, T+1) that give each row's length; NaN for a row with no bars."""
+    for i in range(equity.shape[0]):
+        n_bars = row_bars_nb(equity, i)
+        out[i, Metric.EXPOSURE] = np.nan
+        out[i, Metric.TURNOVER] = np.nan
+        if n_bars == 0:
+            continue
+        held = 0
+        traded = 0.0
+        eq = 0.0
+        for t in range(n_bars):
+            if gross_notional[i, t] > 0.0:
+                held += 1
+            traded += traded_notional[i, t]
+            eq += equity[i, t + 1]
+        out[i, Metric.EXPOSURE] = held / n_bars
+        if eq > 0.0:
+            out[i, Metric.TURNOVER] = traded * periods_per_year / eq  # (sum/T) * ppy / (eq/T)
+
+
+# ---- round trips -------------------------------------------------------------------------------
+@njit(cache=True, nogil=True, error_model="numpy")
+def _fifo_nb(env, bar, asset, qty, price, cost, n_envs, n_assets, write, trade_i, trade_f,
+             open_i, open_f):
+    """Match fills FIFO; count (write=False) or also write trades and open lots."""
+    n_fills = qty.shape[0]
+    # lot k is the part of fill k that opened a position: one lot per fill at most, so
+    # per-fill arrays and a linked list per (env, asset) hold every queue without growing
+    lot_rem = np.zeros(n_fills)
+    lot_next = np.full(n_fills, -1, dtype=np.int64)
+    head = np.full(n_envs * n_assets, -1, dtype=np.int64)
+    tail = np.full(n_envs * n_assets, -1, dtype=np.int64)
+    m = 0
+    for k in range(n_fills):
+        q = qty[k]
+        if q == 0.0:
+            continue
+        key = env[k] * n_assets + asset[k]
+        left = abs(q)
+        dust = QTY_RTOL * left
+        h = head[key]
+        # the queue holds lots of one side only; an opposite fill closes them oldest first
+        while left > 0.0 and h >= 0 and (qty[h] > 0.0) != (q > 0.0):
+            rem = lot_rem[h]
+            closed = min(rem, left)
+            if rem - closed <= QTY_RTOL * abs(qty[h]):
+                closed = rem  # dust left in the lot: it closes whole
+            if write:
+                side = 1 if qty[h] > 0.0 else -1
+                fee = closed * (cost[h] / abs(qty[h]) + cost[k] / abs(q))
+                pnl = side * closed * (price[k] - price[h]) - fee
+                trade_i[m, TradeInt.ENV] = env[k]
+                trade_i[m, TradeInt.ASSET] = asset[k]
+                trade_i[m, TradeInt.SIDE] = side
+                trade_i[m, TradeInt.ENTRY_BAR] = bar[h]
+                trade_i[m, TradeInt.EXIT_BAR] = bar[k]
+                trade_i[m, TradeInt.BARS] = bar[k] - bar[h]
+                trade_i[m, TradeInt.ENTRY_FILL] = h
+                trade_i[m, TradeInt.EXIT_FILL] = k
+                trade_f[m, TradeField.QTY] = closed
+                trade_f[m, TradeField.ENTRY_PRICE] = price[h]
+                trade_f[m, TradeField.EXIT_PRICE] = price[k]
+                trade_f[m, TradeField.PNL] = pnl
+                trade_f[m, TradeField.RETURN] = pnl / (closed * price[h])
+                trade_f[m, TradeField.COMMISSION] = fee
+            m += 1
+            left = max(left - closed, 0.0)
+            if left <= dust:
+                left = 0.0
+            if closed == rem:  # lot exhausted: pop it
+                lot_rem[h] = 0.0
+                h = lot_next[h]
+                head[key] = h
+                if h < 0:
+                    tail[key] = -1
+            else:
+                lot_rem[h] = rem - closed
+        if left > 0.0:  # what is left opens (or adds) a lot on the fill's side
+            lot_rem[k] = left
+            if tail[key] >= 0:
+                lot_next[tail[key]] = k
+            else:
+                head[key] = k
+            tail[key] = k
+    n_open = 0
+    for key in range(n_envs * n_assets):
+        h = head[key]
+        while h >= 0:
+            if write:
+                rem = lot_rem[h]
+                open_i[n_open, TradeInt.ENV] = env[h]
+                open_i[n_open, TradeInt.ASSET] = asset[h]
+                open_i[n_open, TradeInt.SIDE] = 1 if qty[h] > 0.0 else -1
+                open_i[n_open, TradeInt.ENTRY_BAR] = bar[h]
+                open_i[n_open, TradeInt.EXIT_BAR] = -1
+                open_i[n_open, TradeInt.BARS] = -1
+                open_i[n_open, TradeInt.ENTRY_FILL] = h
+                open_i[n_open, TradeInt.EXIT_FILL] = -1
+                open_f[n_open, TradeField.QTY] = rem
+                open_f[n_open, TradeField.ENTRY_PRICE] = price[h]
+                open_f[n_open, TradeField.EXIT_PRICE] = np.nan
+                open_f[n_open, TradeField.PNL] = np.nan
+                open_f[n_open, TradeField.RETURN] = np.nan
+                open_f[n_open, TradeField.COMMISSION] = rem * cost[h] / abs(qty[h])
+            n_open += 1
+            h = lot_next[h]
+    return m, n_open
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def count_round_trips_nb(env, asset, qty, n_envs, n_assets):
+    """(number of round trips, number of lots left open) of the fills; sizes for round_trips_nb."""
+    empty_i = np.empty((0, N_TRADE_I), dtype=np.int64)
+    empty_f = np.empty((0, N_TRADE_F))
+    return _fifo_nb(env, env, asset, qty, qty, qty, n_envs, n_assets, False, empty_i, empty_f,
+                    empty_i, empty_f)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def round_trips_nb(env, bar, asset, qty, price, cost, n_envs, n_assets, trade_i, trade_f,
+                   open_i, open_f):
+    """Write the FIFO round trips into trade_i (m, N_TRADE_I) / trade_f (m, N_TRADE_F) and the
+    open lots into open_i / open_f, sized by count_round_trips_nb; returns the two counts."""
+    return _fifo_nb(env, bar, asset, qty, price, cost, n_envs, n_assets, True, trade_i, trade_f,
+                    open_i, open_f)
+
+
+# ---- trade statistics --------------------------------------------------------------------------
+@njit(cache=True, nogil=True, error_model="numpy")
+def trade_metrics_nb(trade_env, trade_pnl, trade_bars, n_envs, out):
+    """Fill the trade columns of out (n_envs, N_METRICS) from round trips (m,) in exit order
+    per env. A pnl of exactly 0 is neither a win nor a loss (it still counts as a trade).
+    NaN: WIN_RATE, EXPECTANCY, AVG_TRADE_BARS with no trades; AVG_WIN with no wins; AVG_LOSS and
+    PROFIT_FACTOR with no losses; KELLY when AVG_WIN or AVG_LOSS is NaN."""
+    # per env: trades, wins, losses, sum of wins, |sum of losses|, sum of pnl, sum of bars,
+    # current losing streak, longest losing streak
+    acc = np.zeros((n_envs, 9))
+    for j in range(trade_env.shape[0]):
+        a = acc[trade_env[j]]
+        p = trade_pnl[j]
+        a[0] += 1.0
+        if p > 0.0:
+            a[1] += 1.0
+            a[3] += p
+        if p < 0.0:
+            a[2] += 1.0
+            a[4] -= p
+            a[7] += 1.0
+            a[8] = max(a[8], a[7])
+        else:
+            a[7] = 0.0
+        a[5] += p
+        a[6] += trade_bars[j]
+    nan = np.nan
+    for e in range(n_envs):
+        n, wins, losses = acc[e, 0], acc[e, 1], acc[e, 2]
+        avg_win = acc[e, 3] / wins if wins > 0.0 else nan
+        avg_loss = acc[e, 4] / losses if losses > 0.0 else nan
+        win_rate = wins / n if n > 0.0 else nan
+        out[e, Metric.N_TRADES] = n
+        out[e, Metric.WIN_RATE] = win_rate
+        out[e, Metric.EXPECTANCY] = acc[e, 5] / n if n > 0.0 else nan
+        out[e, Metric.AVG_TRADE_BARS] = acc[e, 6] / n if n > 0.0 else nan
+        out[e, Metric.MAX_CONSEC_LOSSES] = acc[e, 8]
+        out[e, Metric.AVG_WIN] = avg_win
+        out[e, Metric.AVG_LOSS] = avg_loss
+        out[e, Metric.PROFIT_FACTOR] = acc[e, 3] / acc[e, 4] if losses > 0.0 else nan
+        if wins > 0.0 and losses > 0.0:
+            out[e, Metric.KELLY] = win_rate - (1.0 - win_rate) / (avg_win / avg_loss)
+        else:
+            out[e, Metric.KELLY] = nan

@@ -1,0 +1,312 @@
+"""Trading metrics of a batch of envs: the Python side of ``kernels.metrics``.
+
+``compute_metrics`` turns equity curves (and optionally round trips and per-bar notionals) into a
+DataFrame with one row per env; ``round_trips`` matches fill records (``drain_fills`` of
+``TradingVectorEnv``, concatenated over steps) FIFO into round trips; ``trades_table`` exports them
+to Arrow. Inputs are checked here once, with errors naming what was expected and what arrived;
+the kernels then run without checks. Definitions and conventions: ``kernels/metrics.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from kernels.metrics import (
+    EQUITY_METRICS,
+    N_METRICS,
+    N_TRADE_F,
+    N_TRADE_I,
+    NOTIONAL_METRICS,
+    TRADE_METRICS,
+    Metric,
+    TradeField,
+    TradeInt,
+    count_round_trips_nb,
+    equity_metrics_nb,
+    exposure_turnover_nb,
+    round_trips_nb,
+    trade_metrics_nb,
+)
+
+TRADE_DTYPE = np.dtype([("env", np.int64), ("asset", np.int64), ("side", np.int8),
+                        ("qty", np.float64), ("entry_bar", np.int64), ("exit_bar", np.int64),
+                        ("entry_price", np.float64), ("exit_price", np.float64),
+                        ("pnl", np.float64), ("return", np.float64), ("bars", np.int64),
+                        ("commission", np.float64), ("entry_fill", np.int64),
+                        ("exit_fill", np.int64)], align=True)
+"""One FIFO round trip: side +1 long / -1 short, qty units (> 0), prices in currency, pnl in
+currency net of ``commission`` (the entry and exit fills' costs apportioned to qty), return =
+pnl / (qty x entry_price), bars = exit_bar - entry_bar, entry_fill / exit_fill = indices into the
+fills given. An open lot has exit_bar, bars, exit_fill = -1 and exit_price, pnl, return = NaN."""
+
+METRIC_NAMES = tuple(name.lower() for name in Metric._fields)
+_FILL_FIELDS = ("env", "bar", "asset", "qty", "price", "commission")
+_INT_METRICS = (Metric.MAX_DD_DURATION, Metric.N_TRADES, Metric.MAX_CONSEC_LOSSES)
+_I_COLUMNS = {"env": TradeInt.ENV, "asset": TradeInt.ASSET, "side": TradeInt.SIDE,
+              "entry_bar": TradeInt.ENTRY_BAR, "exit_bar": TradeInt.EXIT_BAR,
+              "bars": TradeInt.BARS, "entry_fill": TradeInt.ENTRY_FILL,
+              "exit_fill": TradeInt.EXIT_FILL}
+_F_COLUMNS = {"qty": TradeField.QTY, "entry_price": TradeField.ENTRY_PRICE,
+              "exit_price": TradeField.EXIT_PRICE, "pnl": TradeField.PNL,
+              "return": TradeField.RETURN, "commission": TradeField.COMMISSION}
+
+
+def round_trips(fills: np.ndarray, n_envs: int, n_assets: int, *,
+                return_open: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """FIFO round trips of fill records.
+
+    Args:
+        fills: a structured array with at least the fields env, bar, asset (integers), qty
+            (signed units), price (fill price, slippage included) and commission (currency), as
+            ``optrader.envs.vector.FILL_DTYPE``; a ``fee`` field, if present, is added to the
+            commission. Each env's fills must be in execution order (bars non-decreasing); envs
+            may interleave, so ``np.concatenate`` of successive ``drain_fills()`` works.
+        n_envs: envs in the batch (env ids are in [0, n_envs)).
+        n_assets: assets in the market (asset ids are in [0, n_assets)).
+        return_open: also return the lots still open at the end.
+
+    Returns:
+        ``TRADE_DTYPE`` (m,) in exit order (closing fill, then FIFO lot), or (trades, open lots)
+        with return_open; open lots carry their entry cost share in ``commission``.
+    """
+    n_envs = _count("n_envs", n_envs)
+    n_assets = _count("n_assets", n_assets)
+    env, bar, asset, qty, price, cost = _fill_arrays(fills, n_envs, n_assets)
+    n_trades, n_open = count_round_trips_nb(env, asset, qty, n_envs, n_assets)
+    trade_i = np.empty((n_trades, N_TRADE_I), dtype=np.int64)
+    trade_f = np.empty((n_trades, N_TRADE_F))
+    open_i = np.empty((n_open, N_TRADE_I), dtype=np.int64)
+    open_f = np.empty((n_open, N_TRADE_F))
+    round_trips_nb(env, bar, asset, qty, price, cost, n_envs, n_assets, trade_i, trade_f,
+                   open_i, open_f)
+    trades = _to_records(trade_i, trade_f)
+    return (trades, _to_records(open_i, open_f)) if return_open else trades
+
+
+def trades_table(trades: np.ndarray):
+    """A ``pyarrow.Table`` of ``TRADE_DTYPE`` records, one column per field, same dtypes."""
+    import pyarrow as pa
+
+    trades = np.asarray(trades)
+    if trades.dtype.names is None or set(TRADE_DTYPE.names) - set(trades.dtype.names):
+        raise TypeError(f"trades: expected a structured array of TRADE_DTYPE (fields "
+                        f"{list(TRADE_DTYPE.names)}), got dtype {trades.dtype}")
+    return pa.table({name: pa.array(np.ascontiguousarray(trades[name]))
+                     for name in TRADE_DTYPE.names})
+
+
+def compute_metrics(equity, *, periods_per_year: float, rf_annual: float = 0.0, trades=None,
+                    gross_notional=None, traded_notional=None,
+                    params: Mapping | None = None):
+    """One row of metrics per env.
+
+    Args:
+        equity: float (n, T+1) equity curves in currency (a 1-D curve is one env): column 0 the
+            initial equity (> 0), then each bar's close equity. NaN may pad the end of a row
+            whose env ran fewer bars; every bar but a row's last must have equity > 0.
+        periods_per_year: bars per year (252 for daily bars), > 0.
+        rf_annual: annual risk-free rate (> -1) for Sharpe and Sortino.
+        trades: ``TRADE_DTYPE`` round trips (``round_trips``) of these envs, or None.
+        gross_notional, traded_notional: float (n, T), currency per bar (column t-1 = bar t),
+            both or neither; NaN is allowed only where the equity row is padded.
+        params: ``{name: scalar or sequence of n}`` columns to add (e.g. a sweep's parameters).
+
+    Returns:
+        A ``pandas.DataFrame`` indexed by env: the parameter columns, then one lower snake case
+        column per metric of ``kernels.metrics.Metric`` (trade metrics only when trades are
+        given, exposure and turnover only with the notionals). Undefined values are NaN;
+        max_dd_duration, n_trades and max_consec_losses are int64.
+    """
+    import pandas as pd
+
+    eq = _equity_array(equity)
+    n, width = eq.shape
+    ppy = _number("periods_per_year", periods_per_year)
+    if ppy <= 0.0:
+        raise ValueError(f"periods_per_year: expected a number > 0, got {periods_per_year!r}")
+    rf = _number("rf_annual", rf_annual)
+    if rf <= -1.0:
+        raise ValueError(f"rf_annual: expected a rate > -1, got {rf_annual!r}")
+    if params is not None and not isinstance(params, Mapping):
+        raise TypeError(f"params: expected a dict of parameter columns, got "
+                        f"{type(params).__name__}")
+    columns = dict.fromkeys(params or {})
+    out = np.full((n, N_METRICS), np.nan)
+    equity_metrics_nb(eq, ppy, rf, out)
+    metrics = list(EQUITY_METRICS)
+    if trades is not None:
+        env, pnl, bars = _trade_arrays(trades, n)
+        trade_metrics_nb(env, pnl, bars, n, out)
+        metrics += TRADE_METRICS
+    if (gross_notional is None) != (traded_notional is None):
+        raise ValueError("gross_notional, traded_notional: expected both or neither, got "
+                         f"{'gross_notional' if traded_notional is None else 'traded_notional'}"
+                         " only")
+    if gross_notional is not None:
+        n_bars = (width - 1) - np.argmax(~np.isnan(eq[:, ::-1]), axis=1)
+        gross = _notional("gross_notional", gross_notional, (n, width - 1), n_bars)
+        traded = _notional("traded_notional", traded_notional, (n, width - 1), n_bars)
+        exposure_turnover_nb(gross, traded, eq, ppy, out)
+        metrics += NOTIONAL_METRICS
+    metrics.sort()
+    frame = pd.DataFrame({METRIC_NAMES[c]: out[:, c].astype(np.int64) if c in _INT_METRICS
+                          else out[:, c] for c in metrics},
+                         index=pd.RangeIndex(n, name="env"))
+    for name in columns:
+        if not isinstance(name, str) or name in frame.columns:
+            raise ValueError(f"params: expected string keys other than the metric names, got "
+                             f"{name!r}")
+        value = params[name]
+        if np.ndim(value) == 0:
+            columns[name] = [value] * n
+        elif len(value) == n:
+            columns[name] = list(value) if not isinstance(value, np.ndarray) else value
+        else:
+            raise ValueError(f"params[{name!r}]: expected a scalar or {n} values (one per env), "
+                             f"got {len(value)}")
+    if columns:
+        frame = pd.concat([pd.DataFrame(columns, index=frame.index), frame], axis=1)
+    return frame
+
+
+# ---- validation --------------------------------------------------------------------------------
+def _count(name: str, v) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+        raise ValueError(f"{name}: expected an integer >= 1, got {v!r}")
+    return int(v)
+
+
+def _number(name: str, v) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(v):
+        raise ValueError(f"{name}: expected a finite number, got {v!r}")
+    return float(v)
+
+
+def _float_array(name: str, x, ndim: int) -> np.ndarray:
+    a = np.asarray(x)
+    if a.dtype.kind not in "iuf":
+        raise TypeError(f"{name}: expected a float array, got dtype {a.dtype}")
+    if a.ndim != ndim:
+        raise ValueError(f"{name}: expected {ndim} dimensions, got shape {a.shape}")
+    return np.ascontiguousarray(a, dtype=np.float64)
+
+
+def _equity_array(equity) -> np.ndarray:
+    eq = np.asarray(equity)
+    if eq.ndim == 1:
+        eq = eq[None, :]
+    eq = _float_array("equity", eq, 2)
+    if eq.shape[0] < 1 or eq.shape[1] < 1:
+        raise ValueError(f"equity: expected shape (n_envs >= 1, T+1 >= 1), got {eq.shape}")
+    if np.isinf(eq).any():
+        rows = np.nonzero(np.isinf(eq).any(axis=1))[0]
+        raise ValueError(f"equity: expected finite values (NaN only as end padding), got inf in "
+                         f"envs {rows[:10].tolist()}")
+    bad = ~(eq[:, 0] > 0.0)
+    if bad.any():
+        rows = np.nonzero(bad)[0]
+        raise ValueError(f"equity: expected an initial equity (column 0) > 0, got "
+                         f"{eq[rows[0], 0]!r} for envs {rows[:10].tolist()}")
+    nan = np.isnan(eq)
+    # padding: once a row is NaN it stays NaN
+    gap = nan[:, :-1] & ~nan[:, 1:]
+    if gap.any():
+        rows = np.nonzero(gap.any(axis=1))[0]
+        raise ValueError(f"equity: expected NaN only as padding after an env's last bar, got "
+                         f"NaN followed by values in envs {rows[:10].tolist()}")
+    # a bar after one with equity <= 0 has no meaningful return
+    before_last = ~nan[:, 1:] & (eq[:, :-1] <= 0.0)
+    if before_last.any():
+        rows = np.nonzero(before_last.any(axis=1))[0]
+        raise ValueError(f"equity: expected equity > 0 on every bar before an env's last (a "
+                         f"return after a wiped-out account is undefined), got <= 0 in envs "
+                         f"{rows[:10].tolist()}")
+    return eq
+
+
+def _notional(name: str, x, shape: tuple, n_bars: np.ndarray) -> np.ndarray:
+    a = _float_array(name, x, 2)
+    if a.shape != shape:
+        raise ValueError(f"{name}: expected shape {shape} (n_envs, T bars, one less column "
+                         f"than equity), got {a.shape}")
+    inside = np.arange(shape[1])[None, :] < n_bars[:, None]
+    bad = inside & ~(np.isfinite(a) & (a >= 0.0))
+    if bad.any():
+        rows = np.nonzero(bad.any(axis=1))[0]
+        raise ValueError(f"{name}: expected finite values >= 0 on each env's bars, got "
+                         f"{a[bad][0]!r} in envs {rows[:10].tolist()}")
+    return a
+
+
+def _fill_arrays(fills, n_envs: int, n_assets: int):
+    f = np.asarray(fills)
+    names = f.dtype.names or ()
+    missing = [x for x in _FILL_FIELDS if x not in names]
+    if missing or f.ndim != 1:
+        raise TypeError(f"fills: expected a 1-D structured array with fields "
+                        f"{list(_FILL_FIELDS)} (FILL_DTYPE), got dtype {f.dtype} shape {f.shape}"
+                        + (f", missing {missing}" if missing else ""))
+    for x in ("env", "bar", "asset"):
+        if f.dtype[x].kind not in "iu":
+            raise TypeError(f"fills[{x!r}]: expected integers, got {f.dtype[x]}")
+    for x in ("qty", "price", "commission") + (("fee",) if "fee" in names else ()):
+        if f.dtype[x].kind not in "iuf":
+            raise TypeError(f"fills[{x!r}]: expected numbers, got {f.dtype[x]}")
+    env, bar, asset = (np.ascontiguousarray(f[x], dtype=np.int64) for x in ("env", "bar", "asset"))
+    qty, price, cost = (np.ascontiguousarray(f[x], dtype=np.float64)
+                        for x in ("qty", "price", "commission"))
+    if "fee" in names:
+        cost = cost + f["fee"]
+    for x, a, limit, hi in (("env", env, "n_envs", n_envs),
+                            ("asset", asset, "n_assets", n_assets)):
+        if a.size and (a.min() < 0 or a.max() >= hi):
+            raise ValueError(f"fills[{x!r}]: expected ids in [0, {hi - 1}] ({limit}={hi}), got "
+                             f"values in [{a.min()}, {a.max()}]")
+    if bar.size and bar.min() < 0:
+        raise ValueError(f"fills['bar']: expected bars >= 0, got {bar.min()}")
+    for x, a in (("qty", qty), ("commission", cost)):
+        if not np.isfinite(a).all():
+            raise ValueError(f"fills[{x!r}]: expected finite values, got NaN or inf at rows "
+                             f"{np.nonzero(~np.isfinite(a))[0][:10].tolist()}")
+    bad = ~(np.isfinite(price) & (price > 0.0))
+    if bad.any():
+        raise ValueError(f"fills['price']: expected finite prices > 0, got {price[bad][0]!r} at "
+                         f"rows {np.nonzero(bad)[0][:10].tolist()}")
+    order = np.argsort(env, kind="stable")  # stable: keeps each env's execution order
+    back = (np.diff(bar[order]) < 0) & (np.diff(env[order]) == 0)
+    if back.any():
+        e = env[order][1:][back][0]
+        raise ValueError(f"fills: expected each env's fills in execution order (bars "
+                         f"non-decreasing), got env {e} going back in time")
+    return env, bar, asset, qty, price, cost
+
+
+def _to_records(trade_i: np.ndarray, trade_f: np.ndarray) -> np.ndarray:
+    out = np.empty(trade_i.shape[0], dtype=TRADE_DTYPE)
+    for name, c in _I_COLUMNS.items():
+        out[name] = trade_i[:, c]
+    for name, c in _F_COLUMNS.items():
+        out[name] = trade_f[:, c]
+    return out
+
+
+def _trade_arrays(trades, n_envs: int):
+    t = np.asarray(trades)
+    names = t.dtype.names or ()
+    missing = [x for x in ("env", "pnl", "bars") if x not in names]
+    if missing or t.ndim != 1:
+        raise TypeError(f"trades: expected a 1-D TRADE_DTYPE array (round_trips), got dtype "
+                        f"{t.dtype} shape {t.shape}")
+    env = np.ascontiguousarray(t["env"], dtype=np.int64)
+    pnl = np.ascontiguousarray(t["pnl"], dtype=np.float64)
+    bars = np.ascontiguousarray(t["bars"], dtype=np.float64)
+    if env.size and (env.min() < 0 or env.max() >= n_envs):
+        raise ValueError(f"trades['env']: expected env ids in [0, {n_envs - 1}] (one row of "
+                         f"equity per env), got values in [{env.min()}, {env.max()}]")
+    if not np.isfinite(pnl).all():
+        raise ValueError("trades['pnl']: expected finite values (closed round trips only, not "
+                         "open lots), got NaN or inf")
+    return env, pnl, bars
