@@ -291,6 +291,10 @@ class SyntheticDataConfig:
         _at_least(f"{key}.base_volume", self.base_volume, 0.0)
         _at_least(f"{key}.intrabar_vol", self.intrabar_vol, 0.0)
         self.jumps.check(f"{key}.jumps")
+        if self.jumps.intensity > self.periods_per_year:  # at most one jump per bar
+            raise ConfigError(f"{key}.jumps.intensity: expected at most {key}.periods_per_year="
+                              f"{self.periods_per_year} jumps per year (one per bar), got "
+                              f"{self.jumps.intensity}")
         self.regimes.check(f"{key}.regimes")
 
 
@@ -554,6 +558,16 @@ def load_spec(cfg: DictConfig | dict) -> EnvSpec:
     spec = _build(EnvSpec, raw, "", prebuilt={"data": data})
     spec.check()
     return spec
+
+
+def with_value(spec, group: str, name: str, value: float):
+    """The group's config with ``name`` (possibly ``stop_loss.value``) set to ``value``."""
+    cfg = getattr(spec, group)
+    if "." in name:
+        outer, inner = name.split(".", 1)
+        return dataclasses.replace(cfg, **{outer: dataclasses.replace(getattr(cfg, outer),
+                                                                      **{inner: float(value)})})
+    return dataclasses.replace(cfg, **{name: float(value)})
 
 
 def _build(cls, raw: Any, key: str, prebuilt: dict | None = None):

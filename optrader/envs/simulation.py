@@ -32,6 +32,7 @@ from kernels.enums import (
 )
 from kernels.sim_rows import ewma_alpha_nb
 from optrader.checks import ConfigError
+from optrader.config import with_value
 from optrader.data.synthetic import _correlation_cholesky
 
 SEGMENT_SLACK = 16  # rows generated between two moves of the last `keep` rows to the segment start
@@ -88,11 +89,7 @@ def build(spec, n: int, feature_ids: np.ndarray, max_latency: int) -> Simulation
                          (SimAsset.INIT_PRICE, d.init_price),
                          (SimAsset.BASE_VOLUME, d.base_volume)):
         sim_asset[:, field, :] = value
-    jump_prob = d.jumps.intensity * dt
-    if jump_prob > 1.0:
-        raise ConfigError(f"data.jumps.intensity: expected at most data.periods_per_year="
-                          f"{d.periods_per_year} jumps per year (one per bar), got "
-                          f"{d.jumps.intensity}")
+    jump_prob = d.jumps.intensity * dt  # <= 1 (SyntheticDataConfig.check)
     sim_env = np.zeros((n, N_SIM_ENV))
     for field, value in ((SimEnv.JUMP_INTENSITY, jump_prob), (SimEnv.JUMP_MEAN, d.jumps.mean),
                          (SimEnv.JUMP_STD, d.jumps.std), (SimEnv.INTRABAR_VOL, d.intrabar_vol),
@@ -135,10 +132,11 @@ def build(spec, n: int, feature_ids: np.ndarray, max_latency: int) -> Simulation
     return bufs
 
 
-def apply_per_env(bufs: SimulationBuffers, key: str, values, n: int, n_assets: int,
-                  periods_per_year: float) -> None:
-    """Write a per-env market parameter: a scalar, (n,) or, for per-asset keys, (n, A)."""
-    name, field, unit, per_asset = SIM_PER_ENV_KEYS[key]
+def apply_per_env(bufs: SimulationBuffers, spec, key: str, values, n: int,
+                  n_assets: int) -> None:
+    """Write a per-env market parameter: a scalar, (n,) or, for per-asset keys, (n, A),
+    validated by the config's own checks at both extremes."""
+    target, field, unit, per_asset = SIM_PER_ENV_KEYS[key]
     arr = np.asarray(values, dtype=np.float64)
     shapes = [(n,), (n, n_assets)] if per_asset else [(n,)]
     if arr.ndim == 0:
@@ -148,8 +146,13 @@ def apply_per_env(bufs: SimulationBuffers, key: str, values, n: int, n_assets: i
                          f"{' or '.join(map(str, shapes))}, got {arr.shape}")
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"per_env[{key!r}]: expected finite values, got NaN or inf")
-    _check_range(key, arr, periods_per_year)
-    dt = 1.0 / periods_per_year
+    group, field_name = key.split(".", 1)
+    for v in (arr.min(), arr.max()):
+        with_value(spec, group, field_name, v).check(group)
+    if unit == "int" and not np.all(arr == np.round(arr)):
+        bad = arr[arr != np.round(arr)][:5].tolist()
+        raise ValueError(f"per_env[{key!r}]: expected whole bars, got {bad}")
+    dt = 1.0 / spec.data.periods_per_year
     if unit == "dt":
         arr = arr * dt
     elif unit == "sqrt_dt":
@@ -157,9 +160,9 @@ def apply_per_env(bufs: SimulationBuffers, key: str, values, n: int, n_assets: i
     elif unit == "log1p":
         arr = np.log1p(arr)
     sim_asset, sim_env, _, _, stress = bufs.kernel_args[:5]
-    if name == "sim_asset":
+    if target == "sim_asset":
         sim_asset[:, field, :] = arr if arr.ndim == 2 else arr[:, None]
-    elif name == "sim_env":
+    elif target == "sim_env":
         sim_env[:, field] = arr
     else:
         stress[:, field] = arr.astype(np.int64)
@@ -167,41 +170,3 @@ def apply_per_env(bufs: SimulationBuffers, key: str, values, n: int, n_assets: i
     if not np.all(ga + gb < 1.0):
         raise ValueError(f"per_env[{key!r}]: expected simulation.garch.alpha + beta < 1 in every "
                          f"env, got up to {float((ga + gb).max())}")
-
-
-_RANGES = {  # key -> (lo, hi, lo closed, hi closed) of the user's (annual) values
-    "data.volatility": (0.0, np.inf, True, True),
-    "data.ar1": (-1.0, 1.0, False, False),
-    "data.init_price": (0.0, np.inf, False, True),
-    "data.base_volume": (0.0, np.inf, True, True),
-    "simulation.garch.alpha": (0.0, 1.0, True, False),
-    "simulation.garch.beta": (0.0, 1.0, True, False),
-    "data.jumps.intensity": (0.0, None, True, True),
-    "data.jumps.std": (0.0, np.inf, True, True),
-    "data.intrabar_vol": (0.0, np.inf, True, True),
-    "simulation.crash.probability": (0.0, 1.0, True, True),
-    "simulation.crash.size": (-1.0, 1.0, False, True),
-    "simulation.vol_spike.probability": (0.0, 1.0, True, True),
-    "simulation.vol_spike.mult": (0.0, np.inf, False, True),
-    "simulation.vol_spike.length": (1.0, np.inf, True, True),
-    "simulation.drought.probability": (0.0, 1.0, True, True),
-    "simulation.drought.mult": (0.0, np.inf, False, True),
-    "simulation.drought.length": (1.0, np.inf, True, True),
-}
-
-
-def _check_range(key: str, arr: np.ndarray, periods_per_year: float) -> None:
-    if key not in _RANGES:
-        return
-    lo, hi, lo_closed, hi_closed = _RANGES[key]
-    if hi is None:
-        hi = periods_per_year  # at most one jump per bar
-    ok = (arr >= lo if lo_closed else arr > lo) & (arr <= hi if hi_closed else arr < hi)
-    if key.endswith(".length"):
-        ok &= arr == np.round(arr)
-    if not ok.all():
-        bad = arr[~ok]
-        raise ValueError(f"per_env[{key!r}]: expected values in {'[' if lo_closed else '('}{lo}, "
-                         f"{hi}{']' if hi_closed else ')'}"
-                         f"{' (whole bars)' if key.endswith('.length') else ''}, got "
-                         f"{bad[:5].tolist()}")

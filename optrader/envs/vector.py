@@ -45,7 +45,7 @@ from kernels.enums import (
     StopKind,
 )
 from kernels.features import compute_features_nb
-from optrader.config import ConfigError, compose, load_spec
+from optrader.config import ConfigError, compose, load_spec, with_value
 from optrader.data import MarketData, load_market
 from optrader.data.splits import split_bounds
 from optrader.envs import kernel_cache
@@ -391,7 +391,7 @@ class TradingVectorEnv(VectorEnv):
         ppy = self._periods_per_year
         for key, values in per_env.items():
             if self._simulation and key in sim_buffers.SIM_PER_ENV_KEYS:
-                sim_buffers.apply_per_env(self._sim, key, values, n, self._n_assets, ppy)
+                sim_buffers.apply_per_env(self._sim, spec, key, values, n, self._n_assets)
                 continue
             if key not in PER_ENV_KEYS:
                 extra = (f"; simulation mode also takes {sorted(sim_buffers.SIM_PER_ENV_KEYS)}"
@@ -406,7 +406,7 @@ class TradingVectorEnv(VectorEnv):
                                  f"{arr.shape}")
             group, name = key.split(".", 1)
             for v in (arr.min(), arr.max()):  # the config's own checks, at both extremes
-                _with_value(spec, group, name, v).check(group)
+                with_value(spec, group, name, v).check(group)
             target, column = PER_ENV_KEYS[key]
             if key == "execution.latency":
                 if not np.all(arr == np.round(arr)) or arr.max() >= self._ring_w.shape[1]:
@@ -735,18 +735,6 @@ def _reward_weights(components: dict) -> tuple[np.ndarray, tuple]:
     if custom:
         weights[RewardId.CUSTOM] = 1.0  # the fused custom term already carries its weights
     return weights, tuple(custom)
-
-
-def _with_value(spec, group: str, name: str, value: float):
-    """The group's config with ``name`` (possibly ``stop_loss.value``) set to ``value``."""
-    import dataclasses
-
-    cfg = getattr(spec, group)
-    if "." in name:
-        outer, inner = name.split(".", 1)
-        return dataclasses.replace(cfg, **{outer: dataclasses.replace(getattr(cfg, outer),
-                                                                      **{inner: float(value)})})
-    return dataclasses.replace(cfg, **{name: float(value)})
 
 
 def _replace(spec, group: str, **changes):
