@@ -17,9 +17,10 @@ import numba
 import numpy as np
 
 from kernels.backtest import run_strategy_nb, run_strategy_par_nb
-from kernels.enums import N_RECORD_F, N_RECORD_I, Clock, RecordField, RecordInt
+from kernels.enums import N_RECORD_F, N_RECORD_I, Clock
 from kernels.step import FROZEN
 from kernels.strategies import N_STRATEGY_PARAM, N_STRATEGY_STATE, StrategyId, strategy_warmup
+from optrader.envs.vector import fill_records
 
 STRATEGIES = {name.lower(): code for name, code in StrategyId._asdict().items()}
 
@@ -36,8 +37,6 @@ class BacktestResult(NamedTuple):
 def run_strategy(env, strategy: str, params, *, fill_cap: int | None = None,
                  parallel: bool | None = None) -> BacktestResult:
     """Run ``strategy`` with one parameter row per env over the env's whole split."""
-    from optrader.envs.vector import FILL_DTYPE
-
     if env.simulation:
         raise ValueError("run_strategy: simulation mode has no fixed bar range; use a data env")
     if strategy not in STRATEGIES:
@@ -61,13 +60,6 @@ def run_strategy(env, strategy: str, params, *, fill_cap: int | None = None,
     if n_steps < 1:
         raise ValueError(f"run_strategy: the strategy needs {strategy_warmup(kind, sparams)} "
                          f"bars of history and the split has {hi - lo}; nothing left to trade")
-    # this run's scalars: one episode from `start` to the last bar
-    scalars = list(env._scalars)
-    scalars[1] = start  # last_start
-    scalars[3] = n_steps  # episode_length
-    frozen = np.full(n, FROZEN, dtype=np.int64)
-    risk_args = list(env._risk_args)
-    risk_args[-2] = frozen  # reset_start
     p_, e = env.portfolio, env.episode
     mask = np.ones(n, dtype=np.bool_)
     env._reset_kernel(mask, np.full(n, start, dtype=np.int64), env._bars, env._features_flat,
@@ -83,31 +75,16 @@ def run_strategy(env, strategy: str, params, *, fill_cap: int | None = None,
     use_par = n >= 64 if parallel is None else parallel
     kernel = run_strategy_par_nb if use_par else run_strategy_nb
     n_chunks = 4 * numba.get_num_threads() if use_par else 1
+    # one episode from `start` to the last bar; a done env stays as it ended
     kernel(n_steps, n_chunks, kind, sparams, sstate, equity, fills_f, fills_i, fill_count,
-           env._action_f64, env._bars, env._features_flat, env._series, p_.acct, p_.position,
-           p_.avg_px_open, e.clock, e.rng, env._cost_params, env._reward_weights, env._targets,
-           env._obs, env._rewards, env._terminations, env._truncations, env._final_obs,
-           env._final_acct, env._final_position, env._final_clock, *scalars, *risk_args)
+           *env._range_args(env._action_f64, last_start=start, episode_length=n_steps,
+                            reset_start=np.full(n, FROZEN, dtype=np.int64)))
     if (fill_count > cap).any():
         raise RuntimeError(f"run_strategy: env {int(np.argmax(fill_count))} made "
                            f"{int(fill_count.max())} fills, more than fill_cap={cap}; pass a "
                            f"larger fill_cap")
     env._reset_done = False  # the env's episodes were consumed: reset before stepping it
-    kept = np.minimum(fill_count, cap)
-    env_idx = np.repeat(np.arange(n), kept)
-    slot = np.arange(kept.sum()) - np.repeat(np.cumsum(kept) - kept, kept)
-    f, k = fills_f[env_idx, slot], fills_i[env_idx, slot]
-    fills = np.empty(env_idx.size, dtype=FILL_DTYPE)
-    fills["env"] = env_idx
-    fills["bar"] = k[:, RecordInt.BAR]
-    fills["asset"] = k[:, RecordInt.ASSET]
-    fills["qty"] = f[:, RecordField.QTY]
-    fills["side"] = np.sign(fills["qty"]).astype(np.int8)
-    fills["price"] = f[:, RecordField.PRICE]
-    fills["commission"] = f[:, RecordField.COMMISSION]
-    fills["slippage"] = f[:, RecordField.SLIPPAGE]
-    fills["order_type"] = k[:, RecordInt.ORDER_TYPE]
-    fills["reason"] = k[:, RecordInt.REASON]
+    fills = fill_records(fills_f, fills_i, fill_count)
     ts = env.market.timestamps[start:start + n_steps + 1]
     return BacktestResult(start, equity, np.asarray(ts), fills, fill_count,
                           e.clock[:, Clock.STEP].copy())

@@ -45,6 +45,7 @@ from kernels.enums import (
     StopKind,
 )
 from kernels.features import compute_features_nb
+from kernels.step import _RANGE_ARGS
 from optrader.config import ConfigError, compose, load_spec, with_value
 from optrader.data import MarketData, load_market
 from optrader.data.splits import split_bounds
@@ -54,6 +55,7 @@ from optrader.envs.layout import FEATURE_IDS, observation_names, observation_siz
 from optrader.envs.series import market_series
 from optrader.registry import registry
 
+RANGE_ARG_NAMES = tuple(_RANGE_ARGS.split(", "))
 OBS_POOL_SIZE = 4  # observation buffers kept for reuse when copy=True (see _unshared_obs)
 # Parameters that may differ per env (make_vec(per_env={...})): key -> (array attribute, column)
 PER_ENV_KEYS = {
@@ -86,6 +88,26 @@ FILL_DTYPE = np.dtype([("env", np.int64), ("bar", np.int64), ("asset", np.int64)
                        ("side", np.int8), ("qty", np.float64), ("price", np.float64),
                        ("commission", np.float64), ("slippage", np.float64),
                        ("order_type", np.int8), ("reason", np.int8)], align=True)
+def fill_records(rec_f: np.ndarray, rec_i: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The first counts[i] records of each env of the kernels' record buffers rec_f float64
+    (n, slots, N_RECORD_F) and rec_i int64 (n, slots, N_RECORD_I), as FILL_DTYPE, env-major."""
+    env_idx = np.repeat(np.arange(counts.shape[0]), counts)
+    slot = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    f, k = rec_f[env_idx, slot], rec_i[env_idx, slot]
+    out = np.empty(env_idx.size, dtype=FILL_DTYPE)
+    out["env"] = env_idx
+    out["bar"] = k[:, RecordInt.BAR]
+    out["asset"] = k[:, RecordInt.ASSET]
+    out["qty"] = f[:, RecordField.QTY]
+    out["side"] = np.sign(out["qty"]).astype(np.int8)
+    out["price"] = f[:, RecordField.PRICE]
+    out["commission"] = f[:, RecordField.COMMISSION]
+    out["slippage"] = f[:, RecordField.SLIPPAGE]
+    out["order_type"] = k[:, RecordInt.ORDER_TYPE]
+    out["reason"] = k[:, RecordInt.REASON]
+    return out
+
+
 # Below this many envs the serial kernel wins: starting the thread pool costs ~10 microseconds.
 PARALLEL_MIN_ENVS = 256
 
@@ -430,21 +452,7 @@ class TradingVectorEnv(VectorEnv):
         (kernels.enums.FillReason)."""
         if not self.config.execution.record_fills:
             raise RuntimeError("drain_fills: set execution.record_fills=true to keep fill records")
-        counts = self._rec_n
-        env_idx = np.repeat(np.arange(self.num_envs), counts)
-        slot = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-        f, k = self._rec_f[env_idx, slot], self._rec_i[env_idx, slot]
-        out = np.empty(env_idx.size, dtype=FILL_DTYPE)
-        out["env"] = env_idx
-        out["bar"] = k[:, RecordInt.BAR]
-        out["asset"] = k[:, RecordInt.ASSET]
-        out["qty"] = f[:, RecordField.QTY]
-        out["side"] = np.sign(out["qty"]).astype(np.int8)
-        out["price"] = f[:, RecordField.PRICE]
-        out["commission"] = f[:, RecordField.COMMISSION]
-        out["slippage"] = f[:, RecordField.SLIPPAGE]
-        out["order_type"] = k[:, RecordInt.ORDER_TYPE]
-        out["reason"] = k[:, RecordInt.REASON]
+        out = fill_records(self._rec_f, self._rec_i, self._rec_n)
         self._rec_n[:] = 0
         return out
 
@@ -565,18 +573,29 @@ class TradingVectorEnv(VectorEnv):
         actions = self._checked_actions(actions)
         if self._copy:
             self._obs = self._unshared_obs()
-        p, e = self.portfolio, self.episode
-        n_done = self._step_kernel(
-            self._n_chunks, actions, self._bars, self._features_flat, self._series, p.acct,
-            p.position, p.avg_px_open, e.clock, e.rng, self._cost_params, self._reward_weights,
-            self._targets, self._obs, self._rewards, self._terminations, self._truncations,
-            self._final_obs, self._final_acct, self._final_position, self._final_clock,
-            *self._scalars, *self._risk_args, *self._sim_args)
+        n_done = self._step_kernel(self._n_chunks, *self._range_args(actions), *self._sim_args)
         if n_done < 0:
             bad = np.nonzero(~np.isfinite(actions).all(axis=1))[0]
             raise ValueError(f"actions: expected finite values, got NaN or inf for envs "
                              f"{bad[:10].tolist()}; no env was stepped")
         return n_done
+
+    def _range_args(self, actions: np.ndarray, **overrides) -> tuple:
+        """The per-env step body's arguments (``kernels.step._RANGE_ARGS``), with ``overrides``
+        replacing some by name (e.g. a backtest's episode_length or reset_start)."""
+        p, e = self.portfolio, self.episode
+        args = (actions, self._bars, self._features_flat, self._series, p.acct, p.position,
+                p.avg_px_open, e.clock, e.rng, self._cost_params, self._reward_weights,
+                self._targets, self._obs, self._rewards, self._terminations, self._truncations,
+                self._final_obs, self._final_acct, self._final_position, self._final_clock,
+                *self._scalars, *self._risk_args)
+        if not overrides:
+            return args
+        names = RANGE_ARG_NAMES
+        unknown = set(overrides) - set(names)
+        if unknown:
+            raise KeyError(f"_range_args: unknown arguments {sorted(unknown)}")
+        return tuple(overrides.get(name, a) for name, a in zip(names, args, strict=True))
 
     def _unshared_obs(self) -> np.ndarray:
         """An observation buffer that no caller holds, for the kernel to write every row of.
