@@ -19,7 +19,7 @@ import sys
 from rich.console import Console
 
 from optrader.data.io import read_bars, write_canonical
-from optrader.data.loader import _expected_grid, calendar_from_config
+from optrader.data.loader import calendar_from_config, expected_grid
 from optrader.data.market import DataError
 from optrader.data.quality import quality_report
 
@@ -79,7 +79,7 @@ def main(argv=None) -> int:
         from optrader.config import CalendarConfig
 
         calendar = calendar_from_config(CalendarConfig(name=args.calendar))
-        report = quality_report(df, source=args.path, expected=_expected_grid(df, calendar),
+        report = quality_report(df, source=args.path, expected=expected_grid(df, calendar),
                                 jump_sigma=args.jump_sigma,
                                 zero_volume_run=args.zero_volume_run)
     except (DataError, FileNotFoundError, ImportError) as exc:

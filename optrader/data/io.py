@@ -239,7 +239,7 @@ def _format_of(p: Path, fmt: str | None) -> str | None:
     return next((f for f, suffixes in _SUFFIXES.items() if name.endswith(suffixes)), None)
 
 
-def _files(path, fmt: str | None) -> list[tuple[Path, Path | None]]:
+def source_files(path, fmt: str | None) -> list[tuple[Path, Path | None]]:
     """(file, directory it was found in or None) for every file ``path`` names."""
     items = list(path) if isinstance(path, (list, tuple)) else [path]
     if not items:
@@ -278,7 +278,7 @@ def _dir_files(root: Path, fmt: str | None) -> list[tuple[Path, Path]]:
 
 
 def _sources(path, fmt: str | None, opts: _Options, symbol: str | None) -> list[_Source]:
-    files = _files(path, fmt)
+    files = source_files(path, fmt)
     if symbol is not None:
         _check_name(symbol, "symbol")
         if len(files) != 1:

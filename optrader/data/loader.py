@@ -23,7 +23,7 @@ import pandas as pd
 from optrader.data import cache as cache_mod
 from optrader.data.align import align
 from optrader.data.calendar import TradingCalendar
-from optrader.data.io import _files, read_bars
+from optrader.data.io import read_bars, source_files
 from optrader.data.market import OHLCV, DataError, MarketData, from_arrays
 from optrader.data.quality import check_or_raise, quality_report
 from optrader.data.resample import parse_rule, resample
@@ -95,7 +95,7 @@ def load_files(cfg, *, use_cache: bool | None = None) -> MarketData:
         raise DataError(f"data.path: expected a file, glob or directory of {cfg.source} bars, "
                         f"got null (set data.path=...)")
     paths = list(cfg.path) if isinstance(cfg.path, (list, tuple)) else [cfg.path]
-    files = [f for p in paths for f, _ in _files(p, cfg.source)]
+    files = [f for p in paths for f, _ in source_files(p, cfg.source)]
     use_cache = cfg.cache.enabled if use_cache is None else use_cache
     # the files are keyed by identity (resolved path, size, mtime), not by how they were named
     key_cfg = {k: v for k, v in dataclasses.asdict(cfg).items()
@@ -134,7 +134,7 @@ def build_market(cfg) -> MarketData:
     calendar = calendar_from_config(cfg.calendar)
     report = quality_report(df, source=source, jump_sigma=cfg.quality.jump_sigma,
                             zero_volume_run=cfg.quality.zero_volume_run,
-                            expected=_expected_grid(df, calendar))
+                            expected=expected_grid(df, calendar))
     try:
         warnings = check_or_raise(report, cfg.quality.min_score)
     except DataError as exc:
@@ -182,7 +182,7 @@ def off_hours(timestamps: np.ndarray, calendar: TradingCalendar) -> np.ndarray:
     return ~calendar.is_open(timestamps)
 
 
-def _expected_grid(df: pd.DataFrame, calendar: TradingCalendar) -> np.ndarray | None:
+def expected_grid(df: pd.DataFrame, calendar: TradingCalendar) -> np.ndarray | None:
     """The bar grid of the calendar at the data's typical bar spacing (None if it cannot be
     inferred, e.g. a single bar per symbol)."""
     ts = df["timestamp"].to_numpy()
