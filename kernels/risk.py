@@ -37,13 +37,22 @@ from numba import njit
 from kernels.enums import BarField, FillReason, SizingRule, StopKind
 
 
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def wilder_atr_step_nb(atr, tr, t, atr_period):
+    """The ATR after bar t's true range tr (shared with simulation mode, kernels.sim_rows)."""
+    if t < atr_period:
+        # running mean of the first t+1 true ranges; at t = n-1 it is Wilder's SMA seed
+        return atr + (tr - atr) / (t + 1.0)
+    n = float(atr_period)
+    return (atr * (n - 1.0) + tr) / n  # Wilder smoothing, alpha = 1/n
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def compute_risk_series_nb(bars, halflife, atr_period, out_vol, out_mean, out_atr):
     """Fill out_vol, out_mean, out_atr (T, A) float64 causally; see the module docstring."""
     n_bars = bars.shape[1]
     n_assets = bars.shape[2]
     alpha = 1.0 - math.exp(math.log(0.5) / halflife)
-    n = float(atr_period)
     for a in range(n_assets):
         m1 = 0.0  # EWMA of r
         m2 = 0.0  # EWMA of r^2
@@ -65,11 +74,7 @@ def compute_risk_series_nb(bars, halflife, atr_period, out_vol, out_mean, out_at
                 out_vol[t, a] = math.sqrt(m2 / w)
                 out_mean[t, a] = m1 / w
                 tr = max(high - low, abs(high - prev), abs(low - prev))
-            if t < atr_period:
-                # running mean of the first t+1 true ranges; at t = n-1 it is Wilder's SMA seed
-                atr += (tr - atr) / (t + 1.0)
-            else:
-                atr = (atr * (n - 1.0) + tr) / n  # Wilder smoothing, alpha = 1/n
+            atr = wilder_atr_step_nb(atr, tr, t, atr_period)
             out_atr[t, a] = atr
 
 

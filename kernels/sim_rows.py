@@ -41,6 +41,7 @@ from kernels.enums import (
     SimStress,
 )
 from kernels.features import feature_value_nb
+from kernels.risk import wilder_atr_step_nb
 from kernels.rng import randint_nb
 from kernels.simulation import sim_next_bar_nb, sim_reset_env_nb, uniform_nb
 
@@ -59,7 +60,6 @@ def row_update_nb(i, r, path_t, bars, series, features, feature_ids, clip, f_alp
     n_assets = bars.shape[2]
     n_feat = feature_ids.shape[0]
     row_size = n_assets * n_feat
-    n_atr = float(atr_period)
     for a in range(n_assets):
         c = bars[BarField.CLOSE, r, a]
         high = bars[BarField.HIGH, r, a]
@@ -109,10 +109,7 @@ def row_update_nb(i, r, path_t, bars, series, features, feature_ids, clip, f_alp
             series[SeriesField.SIGMA, r, a] = math.sqrt(m2 / rw)
             series[SeriesField.RET_MEAN, r, a] = m1 / rw
             tr = max(high - low, abs(high - prev), abs(low - prev))
-        if path_t < atr_period:
-            atr += (tr - atr) / (path_t + 1.0)
-        else:
-            atr = (atr * (n_atr - 1.0) + tr) / n_atr
+        atr = wilder_atr_step_nb(atr, tr, path_t, atr_period)
         row_state[i, RowState.ATR, a] = atr
         series[SeriesField.ATR, r, a] = atr
         series[SeriesField.SPREAD_BPS, r, a] = np.nan
