@@ -31,6 +31,13 @@ from optrader.checks import (
     _registered,
     _typed,
 )
+from optrader.research_config import (
+    STRATEGY_SCHEMAS,
+    BacktestConfig,
+    MetricsConfig,
+    ValidationConfig,
+    build_strategy,
+)
 from optrader.trading_config import ExecutionConfig, RiskConfig
 
 
@@ -56,7 +63,9 @@ def available(group: str) -> list[str]:
 
 @dataclass(frozen=True)
 class EnvConfig:
-    mode: str = "training"  # training | simulation (every env generates its own market)
+    # training | simulation (every env generates its own market) | backtest (every env runs
+    # from the split's first bar to its last) | validation (starts chosen by optrader.validate)
+    mode: str = "training"
     initial_cash: float = 100_000.0  # currency
     episode_length: int = 256  # steps before truncation
     max_leverage: float = 1.0  # gross exposure cap (sum of |weights|)
@@ -72,7 +81,7 @@ class EnvConfig:
         _one_of(f"{key}.info", self.info, ("full", "minimal", "none"))
 
 
-MODES = ("training", "simulation")
+MODES = ("training", "simulation", "backtest", "validation")
 
 
 @dataclass(frozen=True)
@@ -431,6 +440,7 @@ class AgentConfig:
     num_envs: int = 256  # population (even: antithetic pairs)
     budget_steps: int = 300_000_000  # env-steps of training (~100 s on 2 cores, linear policy)
     eval_episodes: int = 64
+    checkpoint: str = ""  # policy.npz (or the run dir holding it) for backtest / validate
 
     def check(self, key: str) -> None:
         _one_of(f"{key}.name", self.name, ("es",))
@@ -461,6 +471,10 @@ class EnvSpec:
     action: ActionConfig = field(default_factory=ActionConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
     simulation: SimulationConfig = field(default_factory=SimulationConfig)
+    strategy: Any = field(default_factory=STRATEGY_SCHEMAS["sma_cross"])  # STRATEGY_SCHEMAS
+    backtest: BacktestConfig = field(default_factory=BacktestConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     seed: int = 0
 
     def check(self, key: str = "") -> None:
@@ -528,8 +542,9 @@ def _suggest(overrides: list[str]) -> str:
         hints = typing.get_type_hints(EnvSpec)
         cls = hints[parts[0]]
         names = [f.name for f in dataclasses.fields(cls)] if dataclasses.is_dataclass(cls) else []
-        if parts[0] == "data":
-            names = sorted({f.name for c in DATA_SCHEMAS.values() for f in dataclasses.fields(c)})
+        if parts[0] in ("data", "strategy"):
+            schemas_ = DATA_SCHEMAS if parts[0] == "data" else STRATEGY_SCHEMAS
+            names = sorted({f.name for c in schemas_.values() for f in dataclasses.fields(c)})
         if names and parts[1] not in names:
             close = difflib.get_close_matches(parts[1], names, n=1)
             if close:
@@ -555,7 +570,8 @@ def load_spec(cfg: DictConfig | dict) -> EnvSpec:
     source = data_raw.get("source", "synthetic")
     _registered("data.source", "data_source", source)
     data = _build(DATA_SCHEMAS[source], data_raw, "data")
-    spec = _build(EnvSpec, raw, "", prebuilt={"data": data})
+    strategy = build_strategy(raw.get("strategy"), _build)
+    spec = _build(EnvSpec, raw, "", prebuilt={"data": data, "strategy": strategy})
     spec.check()
     return spec
 

@@ -216,6 +216,10 @@ class TradingVectorEnv(VectorEnv):
             lo, hi = self.split_range
             self._first_bar = lo + window - 1
             self._last_bar = hi - 1
+            if spec.env.mode == "backtest":
+                # every episode spans the whole range: from its first decision bar to its end
+                episode_length = max(1, self._last_bar - self._first_bar)
+                spec = self.config = _replace(spec, "env", episode_length=episode_length)
             self._last_start = hi - 1 - episode_length
             if self._last_start < self._first_bar:
                 where = (f" (the {spec.data.split.use} split: bars {lo}..{hi - 1} of {n_bars}; "

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import optrader
 from optrader.config import DATA_SCHEMAS, EnvSpec, available, config_dir, load_spec
+from optrader.research_config import STRATEGY_SCHEMAS
 
 REPO_CONF = Path(__file__).resolve().parents[2] / "conf"
 GROUPS = sorted(p.name for p in REPO_CONF.iterdir() if p.is_dir() and any(p.glob("*.yaml")))
@@ -39,6 +40,8 @@ def yaml_content(group: str, option: str) -> dict:
 def schema_of(group: str, content: dict):
     if group == "data":
         return DATA_SCHEMAS[content["source"]]
+    if group == "strategy":
+        return STRATEGY_SCHEMAS[content["name"]]
     return typing.get_type_hints(EnvSpec)[group]
 
 
