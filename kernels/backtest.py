@@ -11,21 +11,46 @@ from Python with the same weights agree bit for bit.
 Outputs: ``equity_out`` float64 (n, n_steps + 1), the equity at the start and after every bar;
 ``fills_f`` float64 (n, cap, N_RECORD_F) and ``fills_i`` int64 (n, cap, N_RECORD_I), every fill
 record of the run in order, and ``fill_count`` int64 (n,) the number of fills each env made
-(> cap means the buffer overflowed and the records past cap were not kept). With
+(> cap means the buffer overflowed and the records past cap were not kept); ``exposed`` int64
+(n,) and ``traded`` float64 (n,) accumulate as described for the lean path below. With
 ``reset_start`` = FROZEN a done env (bankrupt, breaker) stays as it ended: its equity curve
 continues flat and ``clock[:, STEP]`` tells how many bars it traded.
+
+``run_strategy_lean_nb``: the same backtest for configs without risk rules, working orders or
+latency (``optrader.backtest.runner.lean_eligible``), without the parts of the step a backtest
+does not read (observations, rewards, episode bookkeeping). Each env runs all its bars in one pass
+(env-major, so its bars stay in cache) through the step's own market-order code
+(``allowed_units_nb``, ``fill_order_nb``, ``equity_at_nb``), so equity and fills equal
+``run_strategy_nb``'s bit for bit (tested). Extra outputs per env: ``exposed`` int64 (n,) bars
+whose close gross notional was > 0, ``traded`` float64 (n,) the sum of |qty x price| of its fills,
+``steps_out`` int64 (n,) bars traded. ``equity_out`` (n, n_steps + 1) keeps the curve; (n, 2)
+keeps only the initial and final equity. Fill records go straight into ``fills_f`` / ``fills_i``
+with ``fill_count`` as the cursor; a full buffer stops recording (the caller treats
+fill_count == cap as an overflow).
 """
 
-import numpy as np
-from numba import prange
 
-from kernels.enums import Account, Clock
-from kernels.step import _RANGE_ARGS, _compile, step_range_nb
+import numpy as np
+from numba import njit, prange
+
+from kernels.enums import (
+    Account,
+    BarField,
+    Clock,
+    CostParam,
+    FillPrice,
+    FillReason,
+    OrderType,
+    RecordField,
+)
+from kernels.execution import should_trade_nb
+from kernels.portfolio import equity_at_nb, target_weights_nb
+from kernels.step import _RANGE_ARGS, _compile, allowed_units_nb, fill_order_nb, step_range_nb
 from kernels.strategies import strategy_init_nb, strategy_weights_nb
 
 _RUN_SRC = f"""
 def _run_strategy(n_steps, n_chunks, kind, sparams, sstate, equity_out, fills_f, fills_i,
-                  fill_count, {_RANGE_ARGS}):
+                  fill_count, exposed, traded, {_RANGE_ARGS}):
     n = action.shape[0]
     cap = fills_f.shape[1]
     n_chunks = max(1, min(n, n_chunks))
@@ -42,7 +67,14 @@ def _run_strategy(n_steps, n_chunks, kind, sparams, sstate, equity_out, fills_f,
             step_range_nb(lo, hi, {_RANGE_ARGS})
             for i in range(lo, hi):
                 equity_out[i, k + 1] = acct[i, EQUITY]
+                if clock[i, STEP] == k + 1:  # it traded this bar (a finished env is frozen)
+                    gross = 0.0
+                    for a in range(position.shape[1]):
+                        gross += abs(position[i, a]) * bars[CLOSE, clock[i, BAR], a]
+                    if gross > 0.0:
+                        exposed[i] += 1
                 for r in range(rec_n[i]):
+                    traded[i] += abs(rec_f[i, r, QTY] * rec_f[i, r, PRICE])
                     m = fill_count[i]
                     if m < cap:
                         for q in range(fills_f.shape[2]):
@@ -54,10 +86,98 @@ def _run_strategy(n_steps, n_chunks, kind, sparams, sstate, equity_out, fills_f,
     return 0
 """
 BAR = Clock.BAR
+STEP = Clock.STEP
 EQUITY = Account.EQUITY
+CLOSE = BarField.CLOSE
+QTY = RecordField.QTY
+PRICE = RecordField.PRICE
 exec(compile(_RUN_SRC, __file__, "exec"), globals())  # a real file name: Numba caches by it
 _run_strategy = globals()["_run_strategy"]
 _USED_BY_GENERATED = (np, prange, step_range_nb, strategy_init_nb, strategy_weights_nb)
 
 run_strategy_nb = _compile(_run_strategy, "run_strategy_nb", parallel=False)
 run_strategy_par_nb = _compile(_run_strategy, "run_strategy_par_nb", parallel=True)
+
+
+# ---- lean path ----------------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True, error_model="numpy", parallel=True)
+def run_strategy_lean_nb(n_chunks, kind, sparams, sstate, start, n_steps, bars, series, tradable,
+                         cost_params, slippage_model, commission_model, fill_mode, max_leverage,
+                         lot_size, allow_short, initial_cash, bankrupt_fraction, action, target,
+                         position, avg_px, trail_ref, acct, events, equity_out, fills_f, fills_i,
+                         fill_count, exposed, traded, steps_out):
+    """Every env from bar ``start`` for ``n_steps`` bars; see the module docstring."""
+    n = action.shape[0]
+    n_assets = action.shape[1]
+    n_chunks = max(1, min(n, n_chunks))
+    chunk = (n + n_chunks - 1) // n_chunks
+    ref_field = BarField.OPEN if fill_mode == FillPrice.NEXT_OPEN else BarField.CLOSE
+    keep_curve = equity_out.shape[1] == n_steps + 1
+    for c in prange(n_chunks):
+        for i in range(c * chunk, min(n, c * chunk + chunk)):
+            strategy_init_nb(kind, i, start, bars, sparams, sstate)
+            for a in range(n_assets):
+                position[i, a] = 0.0
+                avg_px[i, a] = 0.0
+            cash = initial_cash
+            equity = initial_cash
+            equity_out[i, 0] = equity
+            held = 0
+            notional = 0.0
+            steps = n_steps
+            for k in range(n_steps):
+                t = start + k
+                f = t + 1
+                ref_t = f if fill_mode == FillPrice.NEXT_OPEN else t
+                strategy_weights_nb(kind, i, t, bars, sparams, sstate, action)
+                target_weights_nb(action, i, max_leverage, target)
+                equity_ref = equity_at_nb(cash, position, i, bars, ref_field, ref_t)
+                cost = 0.0
+                for a in range(n_assets):
+                    ref_px = bars[ref_field, ref_t, a]
+                    units = allowed_units_nb(i, target[i, a], equity_ref, ref_px, lot_size,
+                                             allow_short, events)
+                    qty = units - position[i, a]
+                    if not should_trade_nb(qty, units):
+                        continue
+                    if not tradable[ref_t, a]:
+                        events[i, FillReason.NOT_TRADABLE] += 1
+                        continue
+                    m = fill_count[i]
+                    cash, cost = fill_order_nb(i, a, qty, ref_px, ref_t, t, OrderType.MARKET,
+                                               bars, series, cost_params, slippage_model,
+                                               commission_model, acct, position, avg_px,
+                                               trail_ref, events, True, fills_f, fills_i,
+                                               fill_count, lot_size, cash, cost)
+                    if fill_count[i] > m:
+                        notional += abs(fills_f[i, m, RecordField.QTY]
+                                        * fills_f[i, m, RecordField.PRICE])
+                # carry over bar f, exactly as the step does
+                borrow = cost_params[i, CostParam.BORROW_PER_BAR]
+                gross = 0.0
+                for a in range(n_assets):
+                    if borrow > 0.0 and position[i, a] < 0.0:
+                        cash -= -position[i, a] * bars[BarField.CLOSE, f, a] * borrow
+                    gross += abs(position[i, a]) * bars[BarField.CLOSE, f, a]
+                cash += cash * cost_params[i, CostParam.CASH_RATE_PER_BAR]
+                equity = equity_at_nb(cash, position, i, bars, BarField.CLOSE, f)
+                if gross > 0.0:
+                    held += 1
+                if keep_curve:
+                    equity_out[i, k + 1] = equity
+                if equity <= bankrupt_fraction * initial_cash or equity <= 0.0:
+                    steps = k + 1
+                    if keep_curve:
+                        for q in range(k + 2, n_steps + 1):
+                            equity_out[i, q] = equity  # a finished env stays as it ended
+                    break
+            if not keep_curve:
+                equity_out[i, equity_out.shape[1] - 1] = equity
+            acct[i, Account.CASH] = cash
+            acct[i, Account.EQUITY] = equity
+            exposed[i] = held
+            traded[i] = notional
+            steps_out[i] = steps
+    return 0

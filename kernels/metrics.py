@@ -275,15 +275,34 @@ def exposure_turnover_nb(gross_notional, traded_notional, equity, periods_per_ye
             continue
         held = 0
         traded = 0.0
-        eq = 0.0
         for t in range(n_bars):
             if gross_notional[i, t] > 0.0:
                 held += 1
             traded += traded_notional[i, t]
-            eq += equity[i, t + 1]
-        out[i, Metric.EXPOSURE] = held / n_bars
-        if eq > 0.0:
-            out[i, Metric.TURNOVER] = traded * periods_per_year / eq  # (sum/T) * ppy / (eq/T)
+        _exposure_turnover_row(i, held, traded, equity, n_bars, periods_per_year, out)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def exposure_turnover_sums_nb(held_bars, traded_sum, equity, periods_per_year, out):
+    """EXPOSURE and TURNOVER from per-env sums accumulated during a run: held_bars int64 (n,)
+    bars with gross notional > 0, traded_sum float64 (n,) currency; rows as above."""
+    for i in range(equity.shape[0]):
+        n_bars = row_bars_nb(equity, i)
+        out[i, Metric.EXPOSURE] = np.nan
+        out[i, Metric.TURNOVER] = np.nan
+        if n_bars > 0:
+            _exposure_turnover_row(i, held_bars[i], traded_sum[i], equity, n_bars,
+                                   periods_per_year, out)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _exposure_turnover_row(i, held, traded, equity, n_bars, periods_per_year, out):
+    eq = 0.0
+    for t in range(n_bars):
+        eq += equity[i, t + 1]
+    out[i, Metric.EXPOSURE] = held / n_bars
+    if eq > 0.0:
+        out[i, Metric.TURNOVER] = traded * periods_per_year / eq  # (sum/T) * ppy / (eq/T)
 
 
 # ---- round trips -------------------------------------------------------------------------------

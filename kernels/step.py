@@ -110,7 +110,7 @@ def reset_env_nb(i, start, bars, features, acct, position, avg_px, clock, rng, o
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _allowed_units(i, weight, equity, px, lot_size, allow_short, events):
+def allowed_units_nb(i, weight, equity, px, lot_size, allow_short, events):
     """Units that hold ``weight`` at ``px``; with shorting off a short target becomes flat and
     counts a SHORT_BLOCKED event (for market, limit and stop orders alike)."""
     units = target_units_nb(weight, equity, px, lot_size)
@@ -121,7 +121,7 @@ def _allowed_units(i, weight, equity, px, lot_size, allow_short, events):
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _fill_order(i, a, qty, ref_px, fill_t, decision_t, order_type, bars, series, cost_params,
+def fill_order_nb(i, a, qty, ref_px, fill_t, decision_t, order_type, bars, series, cost_params,
                 slippage_model, commission_model, acct, position, avg_px, trail_ref, events,
                 record, rec_f, rec_i, rec_n, lot_size, cash, cost):
     """An agent order after the participation cap and minimum trade value; returns the new
@@ -267,7 +267,7 @@ def _step_range(lo, hi, action, bars, features, series, acct, position, avg_px, 
             if otype != OrderType.MARKET:
                 # a new limit/stop order replaces whatever was working, priced off the close
                 # of the bar it was decided on
-                units = _allowed_units(i, w, equity_prev, bars[BarField.CLOSE, t, a], lot_size,
+                units = allowed_units_nb(i, w, equity_prev, bars[BarField.CLOSE, t, a], lot_size,
                                        allow_short, events)
                 side = units - position[i, a]
                 if not should_trade_nb(side, units):
@@ -287,14 +287,14 @@ def _step_range(lo, hi, action, bars, features, series, acct, position, avg_px, 
                 orders[i, a, WorkingOrder.AGE] = 0.0
                 continue
             orders[i, a, WorkingOrder.TYPE] = NO_ORDER  # a market order cancels a working one
-            units = _allowed_units(i, w, equity_ref, ref_px, lot_size, allow_short, events)
+            units = allowed_units_nb(i, w, equity_ref, ref_px, lot_size, allow_short, events)
             qty = units - position[i, a]
             if not should_trade_nb(qty, units):
                 continue
             if not tradable[ref_t, a]:
                 events[i, FillReason.NOT_TRADABLE] += 1  # no bar to fill on: the order lapses
                 continue
-            cash, cost = _fill_order(i, a, qty, ref_px, ref_t, t, OrderType.MARKET, bars,
+            cash, cost = fill_order_nb(i, a, qty, ref_px, ref_t, t, OrderType.MARKET, bars,
                                      series, cost_params, slippage_model, commission_model,
                                      acct, position, avg_px, trail_ref, events, record, rec_f,
                                      rec_i, rec_n, lot_size, cash, cost)
@@ -326,7 +326,7 @@ def _step_range(lo, hi, action, bars, features, series, acct, position, avg_px, 
                 qty = units - position[i, a]
                 if qty * side <= 0.0 or not should_trade_nb(qty, units):
                     continue
-                cash, cost = _fill_order(i, a, qty, px, f, t, otype, bars, series, cost_params,
+                cash, cost = fill_order_nb(i, a, qty, px, f, t, otype, bars, series, cost_params,
                                          slippage_model, commission_model, acct, position,
                                          avg_px, trail_ref, events, record, rec_f, rec_i, rec_n,
                                          lot_size, cash, cost)

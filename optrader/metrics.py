@@ -26,6 +26,7 @@ from kernels.metrics import (
     count_round_trips_nb,
     equity_metrics_nb,
     exposure_turnover_nb,
+    exposure_turnover_sums_nb,
     round_trips_nb,
     trade_metrics_nb,
 )
@@ -169,6 +170,22 @@ def compute_metrics(equity, *, periods_per_year: float, rf_annual: float = 0.0, 
     if columns:
         frame = pd.concat([pd.DataFrame(columns, index=frame.index), frame], axis=1)
     return frame
+
+
+def exposure_turnover(held_bars, traded_notional, equity, *, periods_per_year: float):
+    """(exposure, turnover) float64 (n,) from a run's per-env sums (``BacktestResult``) and its
+    NaN-padded equity curves, with the definitions of ``compute_metrics``."""
+    eq = _equity_array(equity)
+    n = eq.shape[0]
+    held = np.ascontiguousarray(held_bars, dtype=np.int64)
+    traded = np.ascontiguousarray(traded_notional, dtype=np.float64)
+    if held.shape != (n,) or traded.shape != (n,):
+        raise ValueError(f"held_bars, traded_notional: expected shape ({n},) (one per equity "
+                         f"row), got {held.shape} and {traded.shape}")
+    out = np.full((n, N_METRICS), np.nan)
+    exposure_turnover_sums_nb(held, traded, eq, _number("periods_per_year", periods_per_year),
+                              out)
+    return out[:, Metric.EXPOSURE].copy(), out[:, Metric.TURNOVER].copy()
 
 
 # ---- validation --------------------------------------------------------------------------------

@@ -9,7 +9,9 @@ import pytest
 import optrader
 from kernels.enums import BarField
 from kernels.strategies import N_STRATEGY_STATE, StrategyId, strategy_init_nb, strategy_weights_nb
-from optrader.backtest import run_strategy
+from optrader.backtest import BacktestResult, run_strategy
+from optrader.backtest.runner import backtest_metrics
+from optrader.metrics import compute_metrics
 from tests.envs.conftest import bars_frame
 
 
@@ -42,14 +44,15 @@ def python_loop(env, kind, params, start, n_steps):
     return np.stack(equity, axis=1), np.concatenate(fills)
 
 
+@pytest.mark.parametrize("lean", [True, False], ids=["lean", "fused_step"])
 @pytest.mark.parametrize("fill", ["next_open", "close"])
-def test_runner_equals_python_stepping(fill):
+def test_runner_equals_python_stepping(fill, lean):
     n = 6
     params = np.array([[3, 10, 0, 0], [5, 20, 0, 0], [2, 7, 1, 0], [4, 30, 0, 0],
                        [10, 40, 1, 0], [1, 2, 0, 0]], dtype=float)
     env = make(n, [f"execution.fill_price={fill}", "execution.commission_bps=2",
                    "data.split.use=all"])
-    res = run_strategy(env, "sma_cross", params)
+    res = run_strategy(env, "sma_cross", params, lean=lean)
     n_steps = res.equity.shape[1] - 1
     assert res.start_bar == 40 and n_steps == 400 - 1 - 40
     # the Python reference needs an episode as long as the whole range
@@ -64,15 +67,73 @@ def test_runner_equals_python_stepping(fill):
     assert len(res.fills) > 10
 
 
-def test_a_bankrupt_env_stays_frozen_and_its_curve_flat():
+@pytest.mark.parametrize("lean", [True, False], ids=["lean", "fused_step"])
+def test_a_bankrupt_env_stops_and_its_curve_ends(lean):
     env = make(2, ["env.bankrupt_fraction=0.99", "env.max_leverage=3"], seed=3)
-    res = run_strategy(env, "random", [[1.0, 0, 0, 1], [0.0, 0, 0, 1]])
+    res = run_strategy(env, "random", [[1.0, 0, 0, 1], [0.0, 0, 0, 1]], lean=lean)
     stopped = res.steps < res.equity.shape[1] - 1
     assert stopped[0] and not stopped[1]  # env 1 never trades (p_change 0 keeps weight 0)
     k = res.steps[0]
-    assert (res.equity[0, k:] == res.equity[0, k]).all()
-    assert res.equity[0, k] <= 0.99 * 100_000
+    assert np.isnan(res.equity[0, k + 1:]).all() and np.isfinite(res.equity[0, :k + 1]).all()
+    assert res.equity[0, k] <= 0.99 * 100_000 < res.equity[0, k - 1]
     np.testing.assert_array_equal(res.equity[1], 100_000.0)
+    assert res.fills["bar"].max() <= res.start_bar + k
+
+
+def test_lean_and_fused_kernels_agree_on_random_costs_and_strategies():
+    """Bit-identical equity, fills, exposure and traded notional across strategies, costs,
+    slippage models, lots, shorting rules, carry and both fill prices."""
+    rng = np.random.default_rng(5)
+    cases = [("sma_cross", [[3, 12, 0, 0], [5, 9, 1, 0], [2, 30, 0, 0]]),
+             ("zscore", [[10, 1.0, 0.2, 0], [20, 1.5, 0.0, 0], [5, 0.5, 0.1, 0]]),
+             ("random", [[0.3, 0, 0, 1], [0.05, 0, 0, 2], [1.0, 0, 0, 3]]),
+             ("rsi", [[5, 30, 70, 0], [14, 40, 60, 0], [3, 20, 80, 0]])]
+    for k, (name, params) in enumerate(cases):
+        over = [f"execution.fill_price={rng.choice(['next_open', 'close'])}",
+                f"execution.commission_bps={rng.uniform(0, 20):.3f}",
+                f"execution.slippage_model={rng.choice(['fixed', 'linear_impact', 'sqrt_impact'])}",
+                f"execution.lot_size={rng.choice([0, 1, 10])}",
+                f"execution.allow_short={bool(rng.integers(2))}",
+                f"execution.borrow_bps_annual={rng.uniform(0, 300):.2f}",
+                f"execution.cash_rate_annual={rng.uniform(0, 0.05):.4f}",
+                f"execution.min_trade_value={rng.choice([0, 500])}",
+                f"env.max_leverage={rng.uniform(0.5, 2):.3f}", "data.split.use=all"]
+        a = run_strategy(make(3, over, seed=k), name, params, lean=True)
+        b = run_strategy(make(3, over, seed=k), name, params, lean=False)
+        for field in BacktestResult._fields:
+            np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
+        assert len(a.fills) > 3, over
+
+
+def test_single_asset_envs_equal_one_asset_envs_on_that_column():
+    frame = bars_frame(300, seed=4, n_assets=3)
+    cfg = optrader.compose("training", ["observation.window=2", "env.episode_length=50",
+                                        "execution.commission_bps=3", "data.split.use=all",
+                                        "execution.record_fills=true"])
+    multi = optrader.make_vec(cfg, num_envs=6, data=frame, parallel=False)
+    params = np.array([[3, 10, 0, 0], [5, 20, 1, 0]] * 3, dtype=float)
+    assets = np.repeat(np.arange(3), 2)
+    res = run_strategy(multi, "sma_cross", params, assets=assets)
+    symbols = multi.market.symbols
+    for a in range(3):
+        one = optrader.make_vec(cfg, num_envs=2, data=frame[frame["symbol"] == symbols[a]],
+                                parallel=False)
+        ref = run_strategy(one, "sma_cross", params[2 * a:2 * a + 2], lean=False)
+        np.testing.assert_array_equal(res.equity[2 * a:2 * a + 2], ref.equity)
+        mine = res.fills[np.isin(res.fills["env"], [2 * a, 2 * a + 1])]
+        np.testing.assert_array_equal(mine["price"], ref.fills["price"])
+        np.testing.assert_array_equal(mine["qty"], ref.fills["qty"])
+        assert (mine["asset"] == a).all()
+    with pytest.raises(ValueError, match="lean kernel only"):
+        run_strategy(optrader.make_vec(optrader.compose("training", [
+            "observation.window=2", "env.episode_length=50", "risk.max_drawdown=0.5"]),
+            num_envs=6, data=frame, parallel=False), "sma_cross", params, assets=assets)
+
+
+def test_memory_budget_is_checked_before_any_allocation():
+    env = make(4)
+    with pytest.raises(ValueError, match=r"over the budget of 0.01 MB.*backtest.memory_budget_mb"):
+        run_strategy(env, "sma_cross", [[3, 10, 0, 0]] * 4, memory_budget_mb=0.01)
 
 
 def test_parallel_runner_is_bit_identical_to_serial():
@@ -103,3 +164,37 @@ def test_buy_and_hold_equity_follows_the_close_without_costs():
     close = env.market.bars[BarField.CLOSE, res.start_bar:, 0]
     growth = res.equity[0] / res.equity[0, 0]
     np.testing.assert_allclose(growth[1:], close[1:] / close[0], rtol=1e-9)
+
+
+@pytest.mark.parametrize("lean", [True, False], ids=["lean", "fused_step"])
+def test_exposure_and_turnover_equal_per_bar_notionals(lean):
+    """backtest_metrics' exposure/turnover from the run's sums equal compute_metrics fed with
+    per-bar gross and traded notionals rebuilt in Python from the env stepped bar by bar."""
+    n = 3
+    params = np.array([[3, 10, 1, 0], [5, 20, 0, 0], [2, 7, 1, 0]], dtype=float)
+    over = ["execution.commission_bps=2", "data.split.use=all"]
+    res = run_strategy(make(n, over), "sma_cross", params, lean=lean)
+    n_steps = res.equity.shape[1] - 1
+    ref = make(n, [*over, f"env.episode_length={n_steps}"])
+    ref.reset(seed=0, options={"start_bars": np.full(n, res.start_bar)})
+    bars = ref.market.bars
+    state = np.zeros((n, N_STRATEGY_STATE, 1))
+    for i in range(n):
+        strategy_init_nb(StrategyId.SMA_CROSS, i, res.start_bar, bars, params, state)
+    w = np.zeros((n, 1))
+    gross = np.zeros((n, n_steps))
+    traded = np.zeros((n, n_steps))
+    for k in range(n_steps):
+        for i in range(n):
+            strategy_weights_nb(StrategyId.SMA_CROSS, i, res.start_bar + k, bars, params, state, w)
+        ref.step(w.astype(np.float32))
+        gross[:, k] = np.abs(ref.portfolio.position[:, 0]) * bars[BarField.CLOSE,
+                                                                  res.start_bar + k + 1, 0]
+        f = ref.drain_fills()
+        np.add.at(traded[:, k], f["env"], np.abs(f["qty"] * f["price"]))
+    frame, _ = backtest_metrics(ref, res, periods_per_year=252)
+    expect = compute_metrics(res.equity, periods_per_year=252, gross_notional=gross,
+                             traded_notional=traded)
+    np.testing.assert_allclose(frame["exposure"], expect["exposure"], rtol=0, atol=0)
+    np.testing.assert_allclose(frame["turnover"], expect["turnover"], rtol=1e-12)
+    assert 0 < frame["exposure"].min() < 1 and frame["turnover"].min() > 0

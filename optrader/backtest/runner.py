@@ -1,0 +1,312 @@
+"""Backtests: every env of a TradingVectorEnv runs a rule-based strategy over the whole bar range
+of its data split in one kernel call (``kernels.backtest``), one env per parameter set.
+
+``run_strategy(env, "sma_cross", params)`` with params float (n, 4) (columns as documented in
+``kernels.strategies``) returns a ``BacktestResult``: the equity curve of every env from its
+first decision bar to the split's last bar, its fill records, how many bars it traded, its
+exposure and traded notional. The env's own rules apply unchanged (costs, fills at next open or
+close, risk rules); a bankrupt or breaker-stopped env stays as it ended. The env's buffers are
+reused; reset it before using it as a Gymnasium env again.
+
+Two kernels, one result: configs without risk rules, working orders or latency run the lean
+kernel (``run_strategy_lean_nb``: no observations or rewards, each env through all its bars in
+one pass); the rest run the fused step (``run_strategy_nb``). Both give the same equity and fills
+bit for bit (tests/envs/test_backtest_runner.py). ``assets=`` (one asset per env: a single-asset
+backtest on that column, e.g. a sweep over assets x parameters) needs the lean kernel.
+
+``backtest_metrics(env, result, periods_per_year=...)`` turns a result into the metrics table
+(one row per env) and its FIFO round trips.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import NamedTuple
+
+import numba
+import numpy as np
+
+from kernels.backtest import run_strategy_lean_nb, run_strategy_nb, run_strategy_par_nb
+from kernels.enums import (
+    N_ACCOUNT,
+    N_RECORD_F,
+    N_RECORD_I,
+    Clock,
+    OrderType,
+    RiskParam,
+    SizingRule,
+    StopKind,
+)
+from kernels.step import FROZEN
+from kernels.strategies import N_STRATEGY_PARAM, N_STRATEGY_STATE, StrategyId, strategy_warmup
+from optrader.envs.vector import RANGE_ARG_NAMES, fill_records
+from optrader.metrics import compute_metrics, exposure_turnover, round_trips
+
+STRATEGIES = {name.lower(): code for name, code in StrategyId._asdict().items()}
+
+
+class BacktestResult(NamedTuple):
+    start_bar: int  # the bar of the first decision (its close); equity[:, 0] is before it
+    equity: np.ndarray  # float64 (n, n_steps + 1)
+    timestamps: np.ndarray  # int64 (n_steps + 1,) UTC ns of the bars equity is marked at
+    fills: np.ndarray  # FILL_DTYPE records of every env, in env then time order
+    fill_count: np.ndarray  # int64 (n,) fills per env (all kept)
+    steps: np.ndarray  # int64 (n,) bars each env traded (< n_steps if it stopped early)
+    assets: np.ndarray  # int64 (n,) the asset each env traded alone, -1: all assets
+    exposed_bars: np.ndarray  # int64 (n,) traded bars with gross notional > 0 at the close
+    traded_notional: np.ndarray  # float64 (n,) sum of |qty x price| over the env's fills
+
+
+FILL_BUFFER_BYTES = 256 * 2**20  # default budget of the fill buffers of one run
+_LEAN_ARGS = ("bars", "series", "tradable", "cost_params", "slippage_model", "commission_model",
+              "fill_mode", "max_leverage", "lot_size", "allow_short", "initial_cash",
+              "bankrupt_fraction")
+
+
+def run_strategy(env, strategy: str, params, *, assets=None, fill_cap: int | None = None,
+                 parallel: bool | None = None, memory_budget_mb: float | None = None,
+                 lean: bool | None = None) -> BacktestResult:
+    """Run ``strategy`` with one parameter row per env over the env's whole split.
+
+    Args:
+        env: a data-mode TradingVectorEnv; one env per parameter row.
+        strategy: a name of ``STRATEGIES``.
+        params: float (n, <= 4) kernel params, or (4,) for every env.
+        assets: int (n,) the asset each env trades alone (a single-asset backtest on that
+            column), or None: every env trades all assets.
+        fill_cap: fill records kept per env (None: every possible one within FILL_BUFFER_BYTES).
+        parallel: threads over envs (None: when n >= 64).
+        memory_budget_mb: refuse (ValueError, before allocating) if the equity curves and fill
+            buffers would take more.
+        lean: None picks the lean kernel when the config allows it; False forces the fused
+            step; True requires the lean kernel.
+    """
+    if env.simulation:
+        raise ValueError("run_strategy: simulation mode has no fixed bar range; use a data env")
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy: unknown name {strategy!r}; known: {sorted(STRATEGIES)}")
+    kind = STRATEGIES[strategy]
+    n = env.num_envs
+    n_assets = env._n_assets
+    sparams = _kernel_params(params, n)
+    sel = _check_assets(assets, n, n_assets, kind)
+    _check_params(kind, sparams, 1 if sel is not None else n_assets)
+    lo, hi = env.split_range
+    start = max(env._first_bar, lo + strategy_warmup(kind, sparams))
+    n_steps = env._last_bar - start
+    if n_steps < 1:
+        raise ValueError(f"run_strategy: the strategy needs {strategy_warmup(kind, sparams)} "
+                         f"bars of history and the split has {hi - lo}; nothing left to trade")
+    args = dict(zip(RANGE_ARG_NAMES, env._range_args(env._action_f64), strict=True))
+    why_not = lean_blockers(args)
+    if lean is None:
+        lean = not why_not
+    if lean and why_not:
+        raise ValueError(f"run_strategy: lean=True needs a config without {why_not[0]}")
+    if sel is not None and not lean:
+        raise ValueError(f"assets: single-asset envs run on the lean kernel only, and this "
+                         f"config has {why_not[0]}; drop assets= (one env per parameter row "
+                         f"trades every asset) or drop that rule")
+    # the lean kernel always records (at most one market fill per asset and bar); the step
+    # records only with execution.record_fills (slots <= 1 when off)
+    slots = env._rec_f.shape[1]
+    if fill_cap is not None:
+        cap = int(fill_cap)
+    elif lean:
+        cap = _default_cap(n, n_steps, 1 if sel is not None else n_assets)
+    else:
+        cap = 1 if slots <= 1 else _default_cap(n, n_steps, slots)
+    need = estimate_backtest_bytes(n, n_steps, cap)
+    if memory_budget_mb is not None and need > memory_budget_mb * 2**20:
+        raise ValueError(
+            f"backtest: {n} envs x {n_steps + 1} bars need about {need / 2**20:,.0f} MB "
+            f"(equity curves {n * (n_steps + 1) * 8 / 2**20:,.0f} MB + fill buffers), over the "
+            f"budget of {memory_budget_mb:g} MB (backtest.memory_budget_mb); use fewer "
+            f"parameter sets, a shorter range (data.split / data.start, data.end) or a larger "
+            f"budget")
+    use_par = n >= 64 if parallel is None else parallel
+    n_chunks = 4 * numba.get_num_threads() if use_par else 1
+    fills_f = np.zeros((n, cap, N_RECORD_F))
+    fills_i = np.zeros((n, cap, N_RECORD_I), dtype=np.int64)
+    fill_count = np.zeros(n, dtype=np.int64)
+    equity = np.empty((n, n_steps + 1))
+    exposed = np.zeros(n, dtype=np.int64)
+    traded = np.zeros(n)
+    if lean:
+        steps = np.zeros(n, dtype=np.int64)
+        _run_lean(env, args, kind, sparams, sel, start, n_steps, n_chunks, equity, fills_f,
+                  fills_i, fill_count, exposed, traded, steps)
+        overflow = fill_count >= cap
+    else:
+        p_, e = env.portfolio, env.episode
+        env._reset_kernel(np.ones(n, dtype=np.bool_), np.full(n, start, dtype=np.int64),
+                          env._bars, env._features_flat, p_.acct, p_.position, p_.avg_px_open,
+                          e.clock, e.rng, env._obs, env.risk_events, env._orders,
+                          *env._reset_scalars)
+        sstate = np.zeros((n, N_STRATEGY_STATE, n_assets))
+        kernel = run_strategy_par_nb if use_par else run_strategy_nb
+        # one episode from `start` to the last bar; a done env stays as it ended
+        kernel(n_steps, n_chunks, kind, sparams, sstate, equity, fills_f, fills_i, fill_count,
+               exposed, traded,
+               *env._range_args(env._action_f64, last_start=start, episode_length=n_steps,
+                                reset_start=np.full(n, FROZEN, dtype=np.int64)))
+        steps = e.clock[:, Clock.STEP].copy()
+        overflow = fill_count > cap
+    if overflow.any():
+        raise RuntimeError(f"run_strategy: env {int(np.argmax(overflow))} made at least "
+                           f"{int(fill_count.max())} fills, the fill_cap of {cap}; pass a larger "
+                           f"fill_cap")
+    env._reset_done = False  # the env's episodes were consumed: reset before stepping it
+    for i in np.flatnonzero(steps < n_steps):
+        equity[i, steps[i] + 1:] = np.nan  # an env that stopped has no bars after its last
+    fills = fill_records(fills_f, fills_i, fill_count)
+    if sel is not None:
+        fills["asset"] = sel[fills["env"]]  # the lean kernel saw one column: asset 0
+    ts = env.market.timestamps[start:start + n_steps + 1]
+    return BacktestResult(start, equity, np.asarray(ts), fills, fill_count, steps,
+                          sel if sel is not None else np.full(n, -1, dtype=np.int64),
+                          exposed, traded)
+
+
+def lean_blockers(args: dict) -> list[str]:
+    """What keeps a config (the step's arguments by name) off the lean kernel; [] if nothing."""
+    rp = args["risk_params"]
+    out = []
+    if args["sizing_rule"] != SizingRule.DIRECT:
+        out.append("a position sizing rule (risk.sizing)")
+    if np.any(rp[:, RiskParam.MAX_WEIGHT] < args["max_leverage"]):
+        out.append("a per-asset weight cap (risk.max_weight)")
+    if (args["sl_kind"] != StopKind.NONE or args["tp_kind"] != StopKind.NONE
+            or args["trail_kind"] != StopKind.NONE):
+        out.append("stop orders (risk stop_loss / take_profit / trailing)")
+    for col, name in ((RiskParam.MAX_DRAWDOWN, "risk.max_drawdown"),
+                      (RiskParam.MAX_DAILY_LOSS, "risk.max_daily_loss"),
+                      (RiskParam.MAINT_MARGIN, "risk.maintenance_margin")):
+        if np.any(rp[:, col] > 0.0):
+            out.append(f"a portfolio limit ({name})")
+    if args["default_order_type"] != OrderType.MARKET or np.any(args["order_sel"] >= 0):
+        out.append("limit or stop orders (execution.order_type)")
+    if args["ring_w"].shape[1] > 1 or np.any(args["latency"] > 0):
+        out.append("latency (execution.latency)")
+    return out
+
+
+def _run_lean(env, args, kind, sparams, sel, start, n_steps, n_chunks, equity, fills_f, fills_i,
+              fill_count, exposed, traded, steps):
+    """The lean kernel over all envs, or per asset over that asset's envs (a one-column copy of
+    the asset's bars, so each env reads contiguous memory)."""
+    n = sparams.shape[0]
+    lean_args = [args[k] for k in _LEAN_ARGS]
+    groups = [(np.arange(n), None)] if sel is None else \
+        [(np.flatnonzero(sel == a), a) for a in np.unique(sel)]
+    for rows, a in groups:
+        k = rows.size
+        sub = list(lean_args)
+        if a is not None:
+            for j, name in enumerate(_LEAN_ARGS):
+                if name in ("bars", "series"):
+                    sub[j] = np.ascontiguousarray(args[name][:, :, a:a + 1])
+                elif name == "tradable":
+                    sub[j] = np.ascontiguousarray(args[name][:, a:a + 1])
+                elif name == "cost_params":
+                    sub[j] = np.ascontiguousarray(args[name][rows])
+        elif args["cost_params"].shape[0] != k:
+            raise AssertionError("cost_params rows != envs")
+        width = sub[0].shape[2]
+        whole = a is None
+        out = (equity, fills_f, fills_i, fill_count, exposed, traded, steps) if whole else \
+            tuple(np.ascontiguousarray(x[rows]) for x in (equity, fills_f, fills_i, fill_count,
+                                                          exposed, traded, steps))
+        scratch = (np.zeros((k, width)), np.zeros((k, width)), np.zeros((k, width)),
+                   np.zeros((k, width)), np.zeros((k, width)))
+        action, target, position, avg_px, trail_ref = scratch
+        acct = np.zeros((k, N_ACCOUNT))
+        events = np.zeros((k, env.risk_events.shape[1]), dtype=np.int64)
+        sstate = np.zeros((k, N_STRATEGY_STATE, width))
+        run_strategy_lean_nb(n_chunks, kind, np.ascontiguousarray(sparams[rows]), sstate, start,
+                             n_steps, *sub, action, target, position, avg_px, trail_ref, acct,
+                             events, *out)
+        if not whole:
+            for dst, src in zip((equity, fills_f, fills_i, fill_count, exposed, traded, steps),
+                                out, strict=True):
+                dst[rows] = src
+        env.risk_events[rows] = events
+
+
+def estimate_backtest_bytes(n_envs: int, n_steps: int, fill_cap: int) -> int:
+    """Bytes a run allocates: equity curves plus fill buffers (the env itself excluded)."""
+    return int(n_envs * ((n_steps + 1) * 8 + fill_cap * (N_RECORD_F + N_RECORD_I) * 8))
+
+
+def backtest_metrics(env, result: BacktestResult, *, periods_per_year: float,
+                     risk_free: float = 0.0, params: Mapping | None = None):
+    """(metrics DataFrame with one row per env, its TRADE_DTYPE round trips) of a backtest.
+
+    Exposure and turnover come from the run's per-env sums (``exposed_bars``,
+    ``traded_notional``), with ``kernels.metrics``' definitions."""
+    n = result.equity.shape[0]
+    trades = round_trips(result.fills, n, env._n_assets)
+    frame = compute_metrics(result.equity, periods_per_year=periods_per_year,
+                            rf_annual=risk_free, trades=trades, params=params)
+    exposure, turnover = exposure_turnover(result.exposed_bars, result.traded_notional,
+                                           result.equity, periods_per_year=periods_per_year)
+    frame["exposure"] = exposure
+    frame["turnover"] = turnover
+    return frame, trades
+
+
+def _kernel_params(params, n: int) -> np.ndarray:
+    sparams = np.zeros((n, N_STRATEGY_PARAM))
+    p = np.asarray(params, dtype=np.float64)
+    if p.ndim == 1:
+        p = np.broadcast_to(p, (n, p.shape[0]))
+    if p.ndim != 2 or p.shape[0] != n or p.shape[1] > N_STRATEGY_PARAM:
+        raise ValueError(f"params: expected shape ({n}, <= {N_STRATEGY_PARAM}) (one row per "
+                         f"env), got {np.shape(params)}")
+    if not np.isfinite(p).all():
+        raise ValueError("params: expected finite values, got NaN or inf")
+    sparams[:, :p.shape[1]] = p
+    return sparams
+
+
+def _check_assets(assets, n: int, n_assets: int, kind: int) -> np.ndarray | None:
+    if assets is None:
+        return None
+    a = np.asarray(assets)
+    if a.shape != (n,) or a.dtype.kind not in "iu":
+        raise ValueError(f"assets: expected an integer array of shape ({n},) (one asset per "
+                         f"env), got {a.dtype} {a.shape}")
+    if a.size and (a.min() < 0 or a.max() >= n_assets):
+        raise ValueError(f"assets: expected asset indices in [0, {n_assets - 1}], got values in "
+                         f"[{a.min()}, {a.max()}]")
+    if kind == StrategyId.PAIRS:
+        raise ValueError("assets: pairs trades two assets; it cannot run one asset per env")
+    return a.astype(np.int64)
+
+
+def _default_cap(n: int, n_steps: int, slots: int) -> int:
+    """Fill records kept per env: every possible one (a record per bar and slot) if that fits
+    in FILL_BUFFER_BYTES, else the budget's share (a run that overflows it says so)."""
+    per_env = FILL_BUFFER_BYTES // (n * (N_RECORD_F + N_RECORD_I) * 8)
+    # + 1: the lean kernel's cursor stops at cap, so a full buffer reads as an overflow
+    return int(max(16, min(n_steps * slots + 1, per_env)))
+
+
+def _check_params(kind: int, p: np.ndarray, n_assets: int) -> None:
+    def whole(col, name, lo=1):
+        v = p[:, col]
+        if not (np.all(v == np.round(v)) and np.all(v >= lo)):
+            raise ValueError(f"params[:, {col}] ({name}): expected whole bars >= {lo}, got "
+                             f"{v[(v != np.round(v)) | (v < lo)][:5].tolist()}")
+
+    if kind in (StrategyId.SMA_CROSS, StrategyId.EMA_CROSS):
+        whole(0, "fast")
+        whole(1, "slow")
+    elif kind in (StrategyId.ZSCORE, StrategyId.BOLLINGER, StrategyId.MOMENTUM, StrategyId.RSI,
+                  StrategyId.PAIRS):
+        whole(0, "lookback", 2 if kind in (StrategyId.ZSCORE, StrategyId.BOLLINGER,
+                                           StrategyId.PAIRS) else 1)
+    if kind == StrategyId.PAIRS and n_assets < 2:
+        raise ValueError(f"pairs: expected at least 2 assets, got {n_assets}")
+    if kind == StrategyId.RANDOM and not np.all((p[:, 0] >= 0) & (p[:, 0] <= 1)):
+        raise ValueError("params[:, 0] (p_change): expected probabilities in [0, 1]")
