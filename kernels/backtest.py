@@ -24,7 +24,10 @@ does not read (observations, rewards, episode bookkeeping). Each env runs all it
 ``run_strategy_nb``'s bit for bit (tested). Extra outputs per env: ``exposed`` int64 (n,) bars
 whose close gross notional was > 0, ``traded`` float64 (n,) the sum of |qty x price| of its fills,
 ``steps_out`` int64 (n,) bars traded. ``equity_out`` (n, n_steps + 1) keeps the curve; (n, 2)
-keeps only the initial and final equity. Fill records go straight into ``fills_f`` / ``fills_i``
+keeps only the initial and final equity. With ``on_change`` an asset is traded only when its
+target weight differs from the last one traded (a signal change), so a held signal keeps its
+units and the position drifts with the price, like an order-based backtester; without it every
+bar rebalances to the target weight, as the env's step does. Fill records go straight into ``fills_f`` / ``fills_i``
 with ``fill_count`` as the cursor; a full buffer stops recording (the caller treats
 fill_count == cap as an overflow).
 """
@@ -105,79 +108,103 @@ run_strategy_par_nb = _compile(_run_strategy, "run_strategy_par_nb", parallel=Tr
 @njit(cache=True, nogil=True, error_model="numpy", parallel=True)
 def run_strategy_lean_nb(n_chunks, kind, sparams, sstate, start, n_steps, bars, series, tradable,
                          cost_params, slippage_model, commission_model, fill_mode, max_leverage,
-                         lot_size, allow_short, initial_cash, bankrupt_fraction, action, target,
-                         position, avg_px, trail_ref, acct, events, equity_out, fills_f, fills_i,
-                         fill_count, exposed, traded, steps_out):
+                         lot_size, allow_short, initial_cash, bankrupt_fraction, on_change, action,
+                         target, last_w, position, avg_px, trail_ref, acct, events, equity_out,
+                         fills_f, fills_i, fill_count, exposed, traded, steps_out):
     """Every env from bar ``start`` for ``n_steps`` bars; see the module docstring."""
     n = action.shape[0]
-    n_assets = action.shape[1]
     n_chunks = max(1, min(n, n_chunks))
     chunk = (n + n_chunks - 1) // n_chunks
-    ref_field = BarField.OPEN if fill_mode == FillPrice.NEXT_OPEN else BarField.CLOSE
-    keep_curve = equity_out.shape[1] == n_steps + 1
     for c in prange(n_chunks):
         for i in range(c * chunk, min(n, c * chunk + chunk)):
-            strategy_init_nb(kind, i, start, bars, sparams, sstate)
-            for a in range(n_assets):
-                position[i, a] = 0.0
-                avg_px[i, a] = 0.0
-            cash = initial_cash
-            equity = initial_cash
-            equity_out[i, 0] = equity
-            held = 0
-            notional = 0.0
-            steps = n_steps
-            for k in range(n_steps):
-                t = start + k
-                f = t + 1
-                ref_t = f if fill_mode == FillPrice.NEXT_OPEN else t
-                strategy_weights_nb(kind, i, t, bars, sparams, sstate, action)
-                target_weights_nb(action, i, max_leverage, target)
-                equity_ref = equity_at_nb(cash, position, i, bars, ref_field, ref_t)
-                cost = 0.0
-                for a in range(n_assets):
-                    ref_px = bars[ref_field, ref_t, a]
-                    units = allowed_units_nb(i, target[i, a], equity_ref, ref_px, lot_size,
-                                             allow_short, events)
-                    qty = units - position[i, a]
-                    if not should_trade_nb(qty, units):
-                        continue
-                    if not tradable[ref_t, a]:
-                        events[i, FillReason.NOT_TRADABLE] += 1
-                        continue
-                    m = fill_count[i]
-                    cash, cost = fill_order_nb(i, a, qty, ref_px, ref_t, t, OrderType.MARKET,
-                                               bars, series, cost_params, slippage_model,
-                                               commission_model, acct, position, avg_px,
-                                               trail_ref, events, True, fills_f, fills_i,
-                                               fill_count, lot_size, cash, cost)
-                    if fill_count[i] > m:
-                        notional += abs(fills_f[i, m, RecordField.QTY]
-                                        * fills_f[i, m, RecordField.PRICE])
-                # carry over bar f, exactly as the step does
-                borrow = cost_params[i, CostParam.BORROW_PER_BAR]
-                gross = 0.0
-                for a in range(n_assets):
-                    if borrow > 0.0 and position[i, a] < 0.0:
-                        cash -= -position[i, a] * bars[BarField.CLOSE, f, a] * borrow
-                    gross += abs(position[i, a]) * bars[BarField.CLOSE, f, a]
-                cash += cash * cost_params[i, CostParam.CASH_RATE_PER_BAR]
-                equity = equity_at_nb(cash, position, i, bars, BarField.CLOSE, f)
-                if gross > 0.0:
-                    held += 1
-                if keep_curve:
-                    equity_out[i, k + 1] = equity
-                if equity <= bankrupt_fraction * initial_cash or equity <= 0.0:
-                    steps = k + 1
-                    if keep_curve:
-                        for q in range(k + 2, n_steps + 1):
-                            equity_out[i, q] = equity  # a finished env stays as it ended
-                    break
-            if not keep_curve:
-                equity_out[i, equity_out.shape[1] - 1] = equity
-            acct[i, Account.CASH] = cash
-            acct[i, Account.EQUITY] = equity
-            exposed[i] = held
-            traded[i] = notional
-            steps_out[i] = steps
+            _lean_env_nb(i, kind, sparams, sstate, start, n_steps, bars, series, tradable,
+                         cost_params, slippage_model, commission_model, fill_mode, max_leverage,
+                         lot_size, allow_short, initial_cash, bankrupt_fraction, on_change, action,
+                         target, last_w, position, avg_px, trail_ref, acct, events, equity_out,
+                         fills_f, fills_i, fill_count, exposed, traded, steps_out)
     return 0
+
+
+# A plain (not inlined) function per env: inside the parallel kernel's outlined loop body Numba
+# keeps a reference-count increment and decrement around the array accesses of every bar, which
+# tripled the cost of a bar; here they are pruned.
+@njit(cache=True, nogil=True, error_model="numpy")
+def _lean_env_nb(i, kind, sparams, sstate, start, n_steps, bars, series, tradable, cost_params,
+                 slippage_model, commission_model, fill_mode, max_leverage, lot_size, allow_short,
+                 initial_cash, bankrupt_fraction, on_change, action, target, last_w, position,
+                 avg_px, trail_ref, acct, events, equity_out, fills_f, fills_i, fill_count, exposed, traded,
+                 steps_out):
+    n_assets = action.shape[1]
+    ref_field = BarField.OPEN if fill_mode == FillPrice.NEXT_OPEN else BarField.CLOSE
+    keep_curve = equity_out.shape[1] == n_steps + 1
+    strategy_init_nb(kind, i, start, bars, sparams, sstate)
+    for a in range(n_assets):
+        position[i, a] = 0.0
+        avg_px[i, a] = 0.0
+        last_w[i, a] = np.nan  # the first decision always trades
+    cash = initial_cash
+    equity = initial_cash
+    equity_out[i, 0] = equity
+    held = 0
+    notional = 0.0
+    steps = n_steps
+    for k in range(n_steps):
+        t = start + k
+        f = t + 1
+        ref_t = f if fill_mode == FillPrice.NEXT_OPEN else t
+        strategy_weights_nb(kind, i, t, bars, sparams, sstate, action)
+        target_weights_nb(action, i, max_leverage, target)
+        equity_ref = equity_at_nb(cash, position, i, bars, ref_field, ref_t)
+        cost = 0.0
+        for a in range(n_assets):
+            w = target[i, a]
+            if on_change and w == last_w[i, a]:
+                continue  # the signal holds: keep the position (it drifts with the price)
+            ref_px = bars[ref_field, ref_t, a]
+            units = allowed_units_nb(i, w, equity_ref, ref_px, lot_size, allow_short, events)
+            qty = units - position[i, a]
+            if not should_trade_nb(qty, units):
+                last_w[i, a] = w
+                continue
+            if not tradable[ref_t, a]:
+                events[i, FillReason.NOT_TRADABLE] += 1
+                continue  # no bar to fill on: the order lapses and is retried next bar
+            last_w[i, a] = w
+            m = fill_count[i]
+            cash, cost = fill_order_nb(i, a, qty, ref_px, ref_t, t, OrderType.MARKET, bars,
+                                       series, cost_params, slippage_model, commission_model,
+                                       acct, position, avg_px, trail_ref, events, True, fills_f,
+                                       fills_i, fill_count, lot_size, cash, cost)
+            if fill_count[i] > m:
+                notional += abs(fills_f[i, m, RecordField.QTY] * fills_f[i, m, RecordField.PRICE])
+        # carry over bar f, exactly as the step does
+        borrow = cost_params[i, CostParam.BORROW_PER_BAR]
+        gross = 0.0
+        for a in range(n_assets):
+            if borrow > 0.0 and position[i, a] < 0.0:
+                cash -= -position[i, a] * bars[BarField.CLOSE, f, a] * borrow
+            gross += abs(position[i, a]) * bars[BarField.CLOSE, f, a]
+        cash += cash * cost_params[i, CostParam.CASH_RATE_PER_BAR]
+        equity = equity_at_nb(cash, position, i, bars, BarField.CLOSE, f)
+        if gross > 0.0:
+            held += 1
+        if keep_curve:
+            equity_out[i, k + 1] = equity
+        if equity <= bankrupt_fraction * initial_cash or equity <= 0.0:
+            steps = k + 1
+            break
+    if not keep_curve:
+        equity_out[i, equity_out.shape[1] - 1] = equity
+    acct[i, Account.CASH] = cash
+    acct[i, Account.EQUITY] = equity
+    exposed[i] = held
+    traded[i] = notional
+    # every array is used once more in this last block, so all die here and Numba prunes their
+    # reference counting out of the bar loop (the sim_rows.sim_advance_nb trick)
+    alive = (bars.shape[0] + series.shape[0] + tradable.shape[0] + cost_params.shape[0]
+             + sparams.shape[0] + sstate.shape[0] + action.shape[0] + target.shape[0]
+             + last_w.shape[0]
+             + position.shape[0] + avg_px.shape[0] + trail_ref.shape[0] + acct.shape[0]
+             + events.shape[0] + equity_out.shape[0] + fills_f.shape[0] + fills_i.shape[0]
+             + fill_count.shape[0] + exposed.shape[0] + traded.shape[0])
+    steps_out[i] = steps + 0 * alive

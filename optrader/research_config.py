@@ -121,6 +121,10 @@ class MetricsConfig:
 class BacktestConfig:
     memory_budget_mb: float = 4096.0  # refuse a run whose curves + fills would exceed this
     per_asset: bool = False  # one env per (asset, parameter set), each trading its asset alone
+    # on_change: trade an asset only when the strategy's target weight changes (orders on signals,
+    # like vectorbt's from_signals); every_bar: rebalance to the target weight every bar (the
+    # env's rule; needed with sizing rules, stops, portfolio limits, latency or limit orders)
+    rebalance: str = "on_change"
     rank_by: str = "sharpe"  # metric of the printed top-N table (metrics.parquet has them all)
     top_n: int = 10  # rows of the printed table
     save_equity: bool = True  # write equity.parquet (one column per env)
@@ -130,6 +134,7 @@ class BacktestConfig:
         from optrader.metrics import METRIC_NAMES
 
         _positive(f"{key}.memory_budget_mb", self.memory_budget_mb)
+        _one_of(f"{key}.rebalance", self.rebalance, ("on_change", "every_bar"))
         _one_of(f"{key}.rank_by", self.rank_by, METRIC_NAMES)
         _at_least(f"{key}.top_n", self.top_n, 1)
         _at_least(f"{key}.fill_cap", self.fill_cap, 0)

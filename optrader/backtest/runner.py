@@ -65,7 +65,7 @@ _LEAN_ARGS = ("bars", "series", "tradable", "cost_params", "slippage_model", "co
 
 def run_strategy(env, strategy: str, params, *, assets=None, fill_cap: int | None = None,
                  parallel: bool | None = None, memory_budget_mb: float | None = None,
-                 lean: bool | None = None) -> BacktestResult:
+                 lean: bool | None = None, rebalance: str = "on_change") -> BacktestResult:
     """Run ``strategy`` with one parameter row per env over the env's whole split.
 
     Args:
@@ -80,6 +80,9 @@ def run_strategy(env, strategy: str, params, *, assets=None, fill_cap: int | Non
             buffers would take more.
         lean: None picks the lean kernel when the config allows it; False forces the fused
             step; True requires the lean kernel.
+        rebalance: "on_change" trades an asset only when the strategy's target weight changes
+            (a held signal keeps its units, like an order-based backtester; lean kernel only);
+            "every_bar" rebalances to the target weight every bar, as the env's step does.
     """
     if env.simulation:
         raise ValueError("run_strategy: simulation mode has no fixed bar range; use a data env")
@@ -99,10 +102,17 @@ def run_strategy(env, strategy: str, params, *, assets=None, fill_cap: int | Non
                          f"bars of history and the split has {hi - lo}; nothing left to trade")
     args = dict(zip(RANGE_ARG_NAMES, env._range_args(env._action_f64), strict=True))
     why_not = lean_blockers(args)
+    if rebalance not in ("on_change", "every_bar"):
+        raise ValueError(f"rebalance: expected 'on_change' or 'every_bar', got {rebalance!r}")
     if lean is None:
         lean = not why_not
     if lean and why_not:
         raise ValueError(f"run_strategy: lean=True needs a config without {why_not[0]}")
+    if rebalance == "on_change" and not lean:
+        raise ValueError(f"rebalance: 'on_change' runs on the lean kernel, and this config has "
+                         f"{why_not[0] if why_not else 'lean=False'}; use rebalance='every_bar' "
+                         f"(backtest.rebalance=every_bar: the env's rule, a rebalance to the "
+                         f"target weight every bar) or drop that rule")
     if sel is not None and not lean:
         raise ValueError(f"assets: single-asset envs run on the lean kernel only, and this "
                          f"config has {why_not[0]}; drop assets= (one env per parameter row "
@@ -134,8 +144,9 @@ def run_strategy(env, strategy: str, params, *, assets=None, fill_cap: int | Non
     traded = np.zeros(n)
     if lean:
         steps = np.zeros(n, dtype=np.int64)
-        _run_lean(env, args, kind, sparams, sel, start, n_steps, n_chunks, equity, fills_f,
-                  fills_i, fill_count, exposed, traded, steps)
+        _run_lean(env, args, kind, sparams, sel, start, n_steps, n_chunks,
+                  rebalance == "on_change", equity, fills_f, fills_i, fill_count, exposed, traded,
+                  steps)
         overflow = fill_count >= cap
     else:
         p_, e = env.portfolio, env.episode
@@ -191,8 +202,8 @@ def lean_blockers(args: dict) -> list[str]:
     return out
 
 
-def _run_lean(env, args, kind, sparams, sel, start, n_steps, n_chunks, equity, fills_f, fills_i,
-              fill_count, exposed, traded, steps):
+def _run_lean(env, args, kind, sparams, sel, start, n_steps, n_chunks, on_change, equity,
+              fills_f, fills_i, fill_count, exposed, traded, steps):
     """The lean kernel over all envs, or per asset over that asset's envs (a one-column copy of
     the asset's bars, so each env reads contiguous memory)."""
     n = sparams.shape[0]
@@ -217,15 +228,14 @@ def _run_lean(env, args, kind, sparams, sel, start, n_steps, n_chunks, equity, f
         out = (equity, fills_f, fills_i, fill_count, exposed, traded, steps) if whole else \
             tuple(np.ascontiguousarray(x[rows]) for x in (equity, fills_f, fills_i, fill_count,
                                                           exposed, traded, steps))
-        scratch = (np.zeros((k, width)), np.zeros((k, width)), np.zeros((k, width)),
-                   np.zeros((k, width)), np.zeros((k, width)))
-        action, target, position, avg_px, trail_ref = scratch
+        action, target, last_w, position, avg_px, trail_ref = (np.zeros((k, width))
+                                                               for _ in range(6))
         acct = np.zeros((k, N_ACCOUNT))
         events = np.zeros((k, env.risk_events.shape[1]), dtype=np.int64)
         sstate = np.zeros((k, N_STRATEGY_STATE, width))
         run_strategy_lean_nb(n_chunks, kind, np.ascontiguousarray(sparams[rows]), sstate, start,
-                             n_steps, *sub, action, target, position, avg_px, trail_ref, acct,
-                             events, *out)
+                             n_steps, *sub, on_change, action, target, last_w, position, avg_px,
+                             trail_ref, acct, events, *out)
         if not whole:
             for dst, src in zip((equity, fills_f, fills_i, fill_count, exposed, traded, steps),
                                 out, strict=True):

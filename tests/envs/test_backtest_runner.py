@@ -52,7 +52,7 @@ def test_runner_equals_python_stepping(fill, lean):
                        [10, 40, 1, 0], [1, 2, 0, 0]], dtype=float)
     env = make(n, [f"execution.fill_price={fill}", "execution.commission_bps=2",
                    "data.split.use=all"])
-    res = run_strategy(env, "sma_cross", params, lean=lean)
+    res = run_strategy(env, "sma_cross", params, lean=lean, rebalance="every_bar")
     n_steps = res.equity.shape[1] - 1
     assert res.start_bar == 40 and n_steps == 400 - 1 - 40
     # the Python reference needs an episode as long as the whole range
@@ -70,7 +70,8 @@ def test_runner_equals_python_stepping(fill, lean):
 @pytest.mark.parametrize("lean", [True, False], ids=["lean", "fused_step"])
 def test_a_bankrupt_env_stops_and_its_curve_ends(lean):
     env = make(2, ["env.bankrupt_fraction=0.99", "env.max_leverage=3"], seed=3)
-    res = run_strategy(env, "random", [[1.0, 0, 0, 1], [0.0, 0, 0, 1]], lean=lean)
+    res = run_strategy(env, "random", [[1.0, 0, 0, 1], [0.0, 0, 0, 1]], lean=lean,
+                       rebalance="every_bar")
     stopped = res.steps < res.equity.shape[1] - 1
     assert stopped[0] and not stopped[1]  # env 1 never trades (p_change 0 keeps weight 0)
     k = res.steps[0]
@@ -98,8 +99,8 @@ def test_lean_and_fused_kernels_agree_on_random_costs_and_strategies():
                 f"execution.cash_rate_annual={rng.uniform(0, 0.05):.4f}",
                 f"execution.min_trade_value={rng.choice([0, 500])}",
                 f"env.max_leverage={rng.uniform(0.5, 2):.3f}", "data.split.use=all"]
-        a = run_strategy(make(3, over, seed=k), name, params, lean=True)
-        b = run_strategy(make(3, over, seed=k), name, params, lean=False)
+        a = run_strategy(make(3, over, seed=k), name, params, lean=True, rebalance="every_bar")
+        b = run_strategy(make(3, over, seed=k), name, params, lean=False, rebalance="every_bar")
         for field in BacktestResult._fields:
             np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
         assert len(a.fills) > 3, over
@@ -113,18 +114,19 @@ def test_single_asset_envs_equal_one_asset_envs_on_that_column():
     multi = optrader.make_vec(cfg, num_envs=6, data=frame, parallel=False)
     params = np.array([[3, 10, 0, 0], [5, 20, 1, 0]] * 3, dtype=float)
     assets = np.repeat(np.arange(3), 2)
-    res = run_strategy(multi, "sma_cross", params, assets=assets)
+    res = run_strategy(multi, "sma_cross", params, assets=assets, rebalance="every_bar")
     symbols = multi.market.symbols
     for a in range(3):
         one = optrader.make_vec(cfg, num_envs=2, data=frame[frame["symbol"] == symbols[a]],
                                 parallel=False)
-        ref = run_strategy(one, "sma_cross", params[2 * a:2 * a + 2], lean=False)
+        ref = run_strategy(one, "sma_cross", params[2 * a:2 * a + 2], lean=False,
+                           rebalance="every_bar")
         np.testing.assert_array_equal(res.equity[2 * a:2 * a + 2], ref.equity)
         mine = res.fills[np.isin(res.fills["env"], [2 * a, 2 * a + 1])]
         np.testing.assert_array_equal(mine["price"], ref.fills["price"])
         np.testing.assert_array_equal(mine["qty"], ref.fills["qty"])
         assert (mine["asset"] == a).all()
-    with pytest.raises(ValueError, match="lean kernel only"):
+    with pytest.raises(ValueError, match="lean kernel"):
         run_strategy(optrader.make_vec(optrader.compose("training", [
             "observation.window=2", "env.episode_length=50", "risk.max_drawdown=0.5"]),
             num_envs=6, data=frame, parallel=False), "sma_cross", params, assets=assets)
@@ -173,7 +175,7 @@ def test_exposure_and_turnover_equal_per_bar_notionals(lean):
     n = 3
     params = np.array([[3, 10, 1, 0], [5, 20, 0, 0], [2, 7, 1, 0]], dtype=float)
     over = ["execution.commission_bps=2", "data.split.use=all"]
-    res = run_strategy(make(n, over), "sma_cross", params, lean=lean)
+    res = run_strategy(make(n, over), "sma_cross", params, lean=lean, rebalance="every_bar")
     n_steps = res.equity.shape[1] - 1
     ref = make(n, [*over, f"env.episode_length={n_steps}"])
     ref.reset(seed=0, options={"start_bars": np.full(n, res.start_bar)})
@@ -198,3 +200,32 @@ def test_exposure_and_turnover_equal_per_bar_notionals(lean):
     np.testing.assert_allclose(frame["exposure"], expect["exposure"], rtol=0, atol=0)
     np.testing.assert_allclose(frame["turnover"], expect["turnover"], rtol=1e-12)
     assert 0 < frame["exposure"].min() < 1 and frame["turnover"].min() > 0
+
+
+def test_on_change_trades_only_when_the_signal_changes():
+    """rebalance='on_change': one fill per change of the SMA signal (computed here with pandas),
+    and between fills the units stay fixed, so equity = cash + units x close exactly."""
+    import pandas as pd
+
+    env = make(2, ["execution.fill_price=close", "execution.commission_bps=5",
+                   "data.split.use=all"], n_bars=600)
+    params = np.array([[3, 12, 1, 0], [5, 20, 0, 0]], dtype=float)
+    res = run_strategy(env, "sma_cross", params)
+    close = pd.Series(env.market.bars[BarField.CLOSE, :, 0])
+    for i, (fast, slow, long_only, _) in enumerate(params):
+        up = close.rolling(int(fast)).mean() > close.rolling(int(slow)).mean()
+        signal = np.where(up, 1.0, 0.0 if long_only else -1.0)[res.start_bar:-1]
+        changed = signal != np.r_[0.0, signal[:-1]]  # from flat, then every signal change
+        mine = res.fills[res.fills["env"] == i]
+        np.testing.assert_array_equal(mine["bar"], res.start_bar + np.flatnonzero(changed))
+        units = np.r_[0.0, np.cumsum(mine["qty"])]
+        cash = env.config.env.initial_cash - np.r_[0.0, np.cumsum(mine["qty"] * mine["price"]
+                                                                 + mine["commission"])]
+        k = np.searchsorted(mine["bar"], np.arange(res.start_bar, res.start_bar + len(signal)),
+                            side="right")
+        c = close.to_numpy()[res.start_bar + 1:res.start_bar + 1 + len(signal)]
+        np.testing.assert_allclose(res.equity[i, 1:], cash[k] + units[k] * c, rtol=1e-12)
+    every = run_strategy(make(2, ["execution.fill_price=close", "execution.commission_bps=5",
+                                  "data.split.use=all"], n_bars=600), "sma_cross", params,
+                         rebalance="every_bar")
+    assert len(every.fills) > 3 * len(res.fills)  # rebalancing to the weight trades every bar

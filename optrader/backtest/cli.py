@@ -1,0 +1,368 @@
+"""Backtest command line: ``python -m optrader.backtest strategy=sma_cross strategy.fast=5,10,20
+strategy.slow=50,100``.
+
+Reads top to bottom: validate the config, load the market once, then either
+
+* a strategy grid: one env per point of ``strategy_grid(spec.strategy)`` (x asset with
+  ``backtest.per_asset``, asset-major), all run by ``run_strategy`` in one kernel call; or
+* an agent (``agent.checkpoint=...``): the policy stepped from Python by ``run_agent``;
+
+then metrics per env, the files of ``outputs`` in the run dir, and a table of the top
+``backtest.top_n`` envs by ``backtest.rank_by``.
+
+Command-line sweeps on ``strategy.*`` keys (``strategy.fast=5,10,20``,
+``'strategy.fast=range(5,30,5)'``) are rewritten to Hydra lists before Hydra parses them, so the
+whole grid is one batch of envs in one process. Sweeps over anything else are refused unless
+``--multirun`` asks for one process (job) per value.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from optrader.backtest.agent_run import checkpoint_config, resolve_checkpoint, run_agent
+from optrader.backtest.outputs import pad_stopped, write_outputs
+from optrader.backtest.runner import backtest_metrics, run_strategy
+from optrader.config import ConfigError, config_dir, load_spec
+from optrader.research_config import STRATEGY_PARAMS, kernel_params, strategy_grid
+
+log = logging.getLogger(__name__)
+
+# Metrics where smaller is better (losses and risk given as positive numbers): the table ranks
+# them ascending. Every other metric ranks descending; NaN ranks last either way.
+LOWER_IS_BETTER = frozenset({"ann_vol", "max_drawdown", "max_dd_duration", "var_95", "cvar_95",
+                             "avg_loss", "max_consec_losses"})
+TABLE_METRICS = ("total_return", "cagr", "sharpe", "sortino", "max_drawdown", "n_trades",
+                 "win_rate")
+_PERCENT = frozenset({"total_return", "cagr", "ann_vol", "max_drawdown", "win_rate", "var_95",
+                      "cvar_95", "exposure"})
+# Hydra flags followed by a value that is not an override
+_VALUE_FLAGS = frozenset({"-cp", "--config-path", "-cn", "--config-name", "-cd", "--config-dir",
+                          "-c", "--cfg", "-p", "--package", "-i", "--info",
+                          "--experimental-rerun"})
+
+
+def run_backtest(cfg: DictConfig, data=None, out_dir: str | Path | None = None,
+                 progress: bool = True, *, overrides: Sequence[str] = (),
+                 show: bool = True) -> dict[str, Any]:
+    """Backtest the config's strategy grid, or its ``agent.checkpoint``.
+
+    Args:
+        cfg: composed config in backtest mode (``optrader.compose(env="backtest", ...)``).
+        data: market data for ``optrader.make_vec`` (None: the configured source).
+        out_dir: if given, write the files of ``optrader.backtest.outputs`` there.
+        progress: a spinner (strategy) or progress bar (agent) on a terminal.
+        overrides: the override strings ``cfg`` was composed with; with a checkpoint, keys under
+            ``observation.`` / ``action.`` keep their values over the checkpoint's run config.
+        show: print the top-N table and the throughput line.
+
+    Returns:
+        ``metrics`` (DataFrame, one row per env: env, strategy, asset, parameters, metrics),
+        ``trades`` (TRADE_DTYPE), ``equity`` float64 (n, T+1) NaN after an env stopped,
+        ``timestamps`` int64 (T+1,) UTC ns, ``table`` (the printed top-N rows), ``summary``
+        (backtest.json), ``paths`` (name -> Path written), ``result`` (the BacktestResult).
+    """
+    import optrader
+    from optrader.data import load_market
+
+    spec = load_spec(cfg)  # everything is validated before any work starts
+    if spec.env.mode != "backtest":
+        raise ConfigError(f"env.mode: optrader.backtest runs backtest mode (+env=backtest, "
+                          f"every env over the whole split), got {spec.env.mode!r}")
+    bt = spec.backtest
+    market = load_market(spec.data, data)  # loaded once; the env shares it
+    ckpt_path = resolve_checkpoint(spec.agent.checkpoint) if spec.agent.checkpoint else None
+    run_cfg = cfg
+    if ckpt_path is not None:
+        run_cfg, taken = checkpoint_config(cfg, ckpt_path, overrides)
+        log.info("agent.checkpoint=%s: backtesting its policy; the strategy group (%s) is "
+                 "ignored%s", ckpt_path, spec.strategy.name,
+                 f"; {' and '.join(taken)} from its run config" if taken else "")
+        if bt.per_asset:
+            log.warning("backtest.per_asset is ignored for a checkpoint: its policy trades the "
+                        "assets it was trained on")
+    # fills are part of every result; the per-step info dicts are not read
+    run_cfg = OmegaConf.merge(run_cfg, {"execution": {"record_fills": True}})
+    env_cfg = OmegaConf.merge(run_cfg, {"env": {"info": "none"}})
+    console = _console()
+
+    if ckpt_path is None:
+        name = spec.strategy.name
+        names, grid = strategy_grid(spec.strategy)
+        assets = None
+        if bt.per_asset:  # asset-major: env a * n_points + p trades asset a with grid point p
+            assets = np.repeat(np.arange(market.n_assets), grid.shape[0])
+            grid = np.tile(grid, (market.n_assets, 1))
+        env = optrader.make_vec(env_cfg, num_envs=grid.shape[0], data=market, copy=False)
+        with _Spinner(console, progress, f"{name}: {grid.shape[0]} envs"):
+            t0 = time.perf_counter()
+            try:
+                result = run_strategy(env, name, kernel_params(name, grid), assets=assets,
+                                      fill_cap=bt.fill_cap or None,
+                                      memory_budget_mb=bt.memory_budget_mb,
+                                      rebalance=bt.rebalance)
+            except RuntimeError as exc:
+                if "fill_cap" not in str(exc):
+                    raise
+                raise ValueError(f"{exc} (backtest.fill_cap=N)") from None
+            seconds = max(time.perf_counter() - t0, 1e-9)
+        params = {p: grid[:, k] for k, p in enumerate(names)}
+    else:
+        name, names, params = "agent", (), None
+        env = optrader.make_vec(env_cfg, num_envs=1, data=market, copy=False)
+        with _Bar(console, progress) as bar:
+            t0 = time.perf_counter()
+            try:
+                result = run_agent(env, ckpt_path, on_step=bar.update)
+            except ValueError as exc:
+                raise ValueError(f"agent.checkpoint: {exc}") from None
+            seconds = max(time.perf_counter() - t0, 1e-9)
+
+    n, n_steps = result.equity.shape[0], result.equity.shape[1] - 1
+    ppy = float(spec.metrics.periods_per_year or env._periods_per_year)
+    equity = pad_stopped(result.equity, result.steps)  # metrics see only the bars traded
+    frame, trades = backtest_metrics(env, result._replace(equity=equity), periods_per_year=ppy,
+                                     risk_free=spec.metrics.risk_free, params=params)
+    frame = frame.reset_index(drop=True)
+    frame.insert(0, "env", np.arange(n, dtype=np.int64))
+    frame.insert(1, "strategy", name)
+    frame.insert(2, "asset", [market.symbols[a] if a >= 0 else "portfolio"
+                              for a in result.assets])
+    ts = result.timestamps
+    summary = {
+        "strategy": name, "params": list(names), "rank_by": bt.rank_by,
+        "periods_per_year": ppy, "risk_free": float(spec.metrics.risk_free),
+        "n_envs": int(n), "n_steps": int(n_steps), "start": _iso(ts[0]), "end": _iso(ts[-1]),
+        "seconds": round(seconds, 6), "bar_columns_per_second": n * n_steps / seconds,
+        "per_asset": bool(bt.per_asset and ckpt_path is None),
+        "checkpoint": str(ckpt_path) if ckpt_path is not None else None,
+    }
+    table = rank_envs(frame, bt.rank_by, bt.top_n)
+    paths = {}
+    if out_dir is not None:
+        paths = write_outputs(out_dir, metrics=frame, trades=trades,
+                              market_timestamps=market.timestamps, summary=summary,
+                              config_yaml=OmegaConf.to_yaml(run_cfg, resolve=True),
+                              equity=equity if bt.save_equity else None, timestamps=ts)
+    shown = table[["env", "asset", *names, *dict.fromkeys((*TABLE_METRICS, bt.rank_by))]]
+    if show:
+        print_table(console, shown, bt.rank_by, summary, out_dir)
+    env.close()
+    return {"metrics": frame, "trades": trades, "equity": equity, "timestamps": ts,
+            "table": shown, "summary": summary, "paths": paths, "result": result}
+
+
+def rank_envs(metrics, rank_by: str, top_n: int):
+    """The top_n rows of ``metrics`` by ``rank_by``: ascending for ``LOWER_IS_BETTER``,
+    descending otherwise, NaN last, ties in env order."""
+    if rank_by not in metrics.columns:
+        raise ValueError(f"backtest.rank_by: expected a metric column, got {rank_by!r}; "
+                         f"columns: {list(metrics.columns)}")
+    ordered = metrics.sort_values(rank_by, ascending=rank_by in LOWER_IS_BETTER,
+                                  na_position="last", kind="stable")
+    return ordered.head(int(top_n))
+
+
+def print_table(console, table, rank_by: str, summary: dict, out_dir) -> None:
+    """The ranked rows as a rich table, then the run's throughput and output dir."""
+    from rich.table import Table
+
+    order = "ascending" if rank_by in LOWER_IS_BETTER else "descending"
+    t = Table(title=f"{summary['strategy']}: top {len(table)} of {summary['n_envs']} envs by "
+                    f"{rank_by} ({order})")
+    for col in table.columns:
+        t.add_column(str(col), justify="left" if col == "asset" else "right")
+    for row in table.itertuples(index=False):
+        t.add_row(*(_fmt(col, v, summary["params"]) for col, v in zip(table.columns, row,
+                                                                       strict=True)))
+    console.print(t)
+    where = f"; outputs in {out_dir}" if out_dir is not None else ""
+    console.print(f"{summary['n_envs']} envs x {summary['n_steps']} bars in "
+                  f"{summary['seconds']:.3f} s: {summary['bar_columns_per_second']:,.0f} "
+                  f"bar-columns/s{where}")
+
+
+def _fmt(col: str, v, params) -> str:
+    if isinstance(v, str):
+        return v
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return "-"
+    if col in params:
+        return f"{v:g}"
+    if isinstance(v, (int, np.integer)):
+        return str(v)
+    return f"{v:.2%}" if col in _PERCENT else f"{v:.3f}"
+
+
+def _iso(ns) -> str:
+    import pandas as pd
+
+    return pd.Timestamp(int(ns), tz="UTC").isoformat()
+
+
+def _console():
+    from rich.console import Console
+
+    console = Console()
+    # piped output (logs, CI) would otherwise be cut to 80 columns and truncate the table
+    return console if console.is_terminal or console.is_jupyter else Console(width=200)
+
+
+class _Spinner:
+    """A rich status line while the kernel runs (terminal only)."""
+
+    def __init__(self, console, enabled: bool, text: str):
+        self.status = console.status(text) if enabled and console.is_terminal else None
+
+    def __enter__(self):
+        if self.status is not None:
+            self.status.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.status is not None:
+            self.status.stop()
+        return False
+
+
+class _Bar:
+    """A rich progress bar of bars stepped (terminal only); ``update(done, total)``."""
+
+    def __init__(self, console, enabled: bool):
+        self.progress = None
+        if enabled and console.is_terminal:
+            from rich.progress import Progress
+
+            self.progress = Progress(console=console, transient=True)
+            self.task = self.progress.add_task("agent", total=None)
+
+    def __enter__(self):
+        if self.progress is not None:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.progress is not None:
+            self.progress.stop()
+        return False
+
+    def update(self, done: int, total: int) -> None:
+        if self.progress is not None and (done % 256 == 0 or done == total):
+            self.progress.update(self.task, completed=done, total=total)
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+
+def prepare_argv(argv: Sequence[str]) -> list[str]:
+    """The command line Hydra should parse.
+
+    Flags (``-m``, ``--cfg job``) come first, then ``+env=backtest`` when no mode is given (``env=X`` becomes ``+env=X``);
+    ``hydra.job.name=backtest`` names the log file; discrete sweeps on ``strategy.<param>``
+    (``a,b,c``, ``range(...)``, ``choice(...)``) become Hydra lists ``[a,b,c]``, one grid in
+    one batch. Raises ConfigError for a sweep over anything else (unless ``--multirun``), a
+    continuous ``interval()`` sweep, or a parameter the selected strategy does not have.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    flags, out, parsed = [], [], []
+    skip = False
+    for arg in argv:
+        if skip or arg.startswith("-"):
+            skip = not skip and arg in _VALUE_FLAGS
+            flags.append(arg)
+            continue
+        try:
+            o = parser.parse_override(arg)
+        except HydraException:
+            out.append(arg)  # Hydra reports its own syntax errors
+            continue
+        key = o.key_or_group
+        if key == "env" and not o.is_add() and not o.is_force_add():
+            arg = f"+{arg}"
+        elif o.is_sweep_override():
+            if key.startswith("strategy."):
+                if not o.is_discrete_sweep():
+                    raise ConfigError(f"{arg}: a strategy parameter takes a list of values "
+                                      f"(a,b,c or range(start,stop,step)), not a continuous "
+                                      f"interval")
+                arg = f"{o.get_key_element()}=[{','.join(o.sweep_string_iterator())}]"
+            elif not multirun:
+                raise ConfigError(
+                    f"{arg}: only strategy parameters (strategy.<name>=a,b,c or range(...)) "
+                    f"form a batch of envs in one run; a sweep over {key!r} needs one run per "
+                    f"value: add --multirun")
+        parsed.append(o)
+        out.append(arg)
+    _check_strategy_keys(parsed)
+    head = [] if any(o.key_or_group == "env" for o in parsed) else ["+env=backtest"]
+    if not any(o.key_or_group == "hydra.job.name" for o in parsed):
+        head.append("hydra.job.name=backtest")
+    return [*flags, *head, *out]  # Hydra's argparse takes the flags before the overrides
+
+
+def _check_strategy_keys(parsed) -> None:
+    """Every ``strategy.<param>`` override names a parameter of the selected strategy."""
+    chosen = [o for o in parsed if o.key_or_group == "strategy"]
+    if chosen and chosen[-1].is_sweep_override():
+        return  # --multirun over strategies: each job's strategy checks its own keys
+    if chosen:
+        name = chosen[-1].value()
+    else:
+        defaults = OmegaConf.to_container(OmegaConf.load(config_dir() / "config.yaml").defaults)
+        name = next((d["strategy"] for d in defaults if isinstance(d, dict) and "strategy" in d),
+                    None)
+    if name not in STRATEGY_PARAMS:
+        return  # Hydra lists the strategies there are
+    known = [p for p, *_ in STRATEGY_PARAMS[name]]
+    for o in parsed:
+        key = o.key_or_group
+        if not key.startswith("strategy.") or key.count(".") != 1:
+            continue
+        param = key.split(".", 1)[1]
+        if param != "name" and param not in known:
+            close = difflib.get_close_matches(param, known, n=1)
+            hint = f"; did you mean 'strategy.{close[0]}'?" if close else ""
+            raise ConfigError(f"{key}: strategy {name!r} has no parameter {param!r} (its "
+                              f"parameters: {known or 'none'}){hint}")
+
+
+@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
+def main(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    hc = HydraConfig.get()
+    try:
+        run_backtest(cfg, out_dir=hc.runtime.output_dir, overrides=list(hc.overrides.task))
+    except (ValueError, FileNotFoundError) as exc:  # ConfigError and DataError included
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise  # the traceback, as Hydra gives for other errors
+        print(f"optrader.backtest: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+def cli(argv: Sequence[str] | None = None) -> None:
+    """``python -m optrader.backtest [overrides]``: rewrite the arguments, then run Hydra."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    try:
+        args = prepare_argv(args)
+    except ConfigError as exc:
+        print(f"optrader.backtest: {exc}", file=sys.stderr)
+        sys.exit(2)
+    sys.argv = [sys.argv[0], *args]
+    main()
