@@ -1,0 +1,455 @@
+"""Validate a trained policy: ``python -m optrader.validate agent.checkpoint=RUN_DIR episodes=K``.
+
+Reads top to bottom: resolve the checkpoint (a ``policy.npz`` or the run dir of
+``optrader.train`` holding one) and take the trained run's ``data``, ``observation``, ``action``,
+``execution``, ``risk`` and ``reward`` groups from its ``config.yaml``, under the keys you set;
+build one env per episode on the validation split (``data.split.use=validation`` unless you set
+it); play the trained policy and each baseline (``validation.baselines``) on the same K episodes;
+compute per-episode metrics (``optrader.metrics``), their means with bootstrap intervals
+(``optrader.validation_stats``), and the promotion gates on the trained policy.
+
+Episodes: K starts ``round(linspace(first, last_start, K))`` over ``env.start_range`` (every
+start leaves room for the observation window before it and the whole episode after it inside
+the split), each ``validation.episode_length`` bars (0: ``env.episode_length``), all K run as
+one batch. Episode e starts at the close of bar ``start_bar`` (equity column 0 = initial cash)
+and ends at the close of ``end_bar = start_bar + steps`` (earlier if it terminated). A position
+still open at the end is closed at that close, without cost, for the trade statistics only (the
+equity curve already marks it there), so a held position counts as one round trip.
+
+Outputs in ``out_dir`` (the Hydra run dir): ``episodes.parquet``, ``summary.parquet``,
+``validation.json`` and ``config.yaml`` (the config actually run). Exit codes of the command
+line: 0 every gate passed, 1 a gate failed, 2 a usage or config error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+import zipfile
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import hydra
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from kernels.enums import Account, BarField, Clock
+from optrader.agents.es import buy_and_hold_actor, load_checkpoint, policy_actor, random_actor
+from optrader.config import ConfigError, available, compose, config_dir, load_spec
+from optrader.metrics import METRIC_NAMES, compute_metrics, round_trips
+from optrader.validation_stats import (
+    evaluate_gates,
+    json_number,
+    policy_cis,
+    render_report,
+    summarize,
+    summary_dict,
+)
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_GROUPS = ("data", "observation", "action", "execution", "risk", "reward")
+RANDOM_STREAM, BOOTSTRAP_STREAM = 1, 2  # SeedSequence([seed, stream]) per use of cfg.seed
+ENV_PARALLEL = False  # see optrader.train: the serial kernel on this 2-core box
+SPLIT_HINT = ("optrader.validate plays the data.split.use split (validation unless you set it); "
+              "give the data one, e.g. data.split.train=0.8 data.split.validation=0.2 (fractions "
+              "of the bars, or end dates; see docs/data.md)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoint and config
+
+
+def resolve_checkpoint(path: str) -> tuple[Path, Path | None]:
+    """(policy.npz, the run's config.yaml or None) of ``agent.checkpoint``."""
+    if not str(path).strip():
+        raise ConfigError("agent.checkpoint: expected a policy.npz or the run dir of "
+                          "`python -m optrader.train +env=training` holding one, got ''; pass "
+                          "agent.checkpoint=outputs/DATE/TIME")
+    p = Path(path).expanduser()
+    if p.is_dir():
+        p = p / "policy.npz"
+    if not p.is_file():
+        what = "no policy.npz in that directory" if p.parent.is_dir() and Path(path).is_dir() \
+            else "no such file or directory"
+        raise ConfigError(f"agent.checkpoint: expected a policy.npz or a run dir holding one, "
+                          f"got {str(path)!r} ({what})")
+    config = p.parent / "config.yaml"
+    return p, (config if config.is_file() else None)
+
+
+def override_keys(overrides) -> set[str]:
+    """Dotted keys set by Hydra override strings (``a.b=1``, ``+a.b=1``, ``~a.b``, and
+    ``group=option`` as the whole group), without ``hydra.*``."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    keys = set()
+    for o in map(str, overrides):
+        try:
+            keys.add(parser.parse_override(o).key_or_group)
+        except HydraException:  # not an override (an option's value); Hydra judges the rest
+            continue
+    return {k for k in keys if k != "hydra" and not k.startswith("hydra.")}
+
+
+def inferred_user_keys(cfg: DictConfig) -> set[str]:
+    """Keys of the checkpoint groups where ``cfg`` differs from the default composition of its
+    mode: a leaf whose value differs, or the whole group when its keys differ (another
+    option of the group, e.g. data=parquet)."""
+    mode = cfg.env.mode if cfg.env.mode in available("env") else "validation"
+    base = compose(mode)
+    keys = set()
+    for group in CHECKPOINT_GROUPS:
+        ours, theirs = (_flat(OmegaConf.to_container(c.get(group, {}), resolve=True), group)
+                        for c in (cfg, base))
+        if ours.keys() != theirs.keys():
+            keys.add(group)
+        keys |= {k for k, v in ours.items() if k in theirs and v != theirs[k]}
+    return keys
+
+
+def take_checkpoint_groups(cfg: DictConfig, train_cfg: DictConfig,
+                           keys: set[str]) -> tuple[DictConfig, dict[str, list[str]]]:
+    """``cfg`` with each of CHECKPOINT_GROUPS replaced by the training run's, except the keys
+    in ``keys`` (a whole group, or dotted leaves re-applied on top from ``cfg``).
+
+    Returns:
+        (the merged config, group taken -> the keys of yours kept in it).
+    """
+    merged = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    taken = {}
+    for group in CHECKPOINT_GROUPS:
+        if group in keys or group not in train_cfg:
+            continue
+        merged[group] = OmegaConf.to_container(train_cfg[group], resolve=True)
+        kept = sorted(k for k in keys if k.startswith(group + "."))
+        for k in kept:
+            value = OmegaConf.select(cfg, k, default=_ABSENT)
+            if value is _ABSENT:  # ~key: removed by the user, so removed here too
+                parent, _, leaf = k.rpartition(".")
+                node = OmegaConf.select(merged, parent)
+                if isinstance(node, DictConfig) and leaf in node:
+                    del node[leaf]
+            else:
+                OmegaConf.update(merged, k, value, merge=False, force_add=True)
+        taken[group] = kept
+    return merged, taken
+
+
+_ABSENT = object()
+
+
+def _flat(d: Any, prefix: str) -> dict[str, Any]:
+    if not isinstance(d, dict) or not d:
+        return {prefix: d}
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}.{k}"))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Episodes
+
+
+def episode_starts(first: int, last_start: int, k: int) -> np.ndarray:
+    """K start bars int64 (k,) spread evenly over [first, last_start], both included:
+    ``np.rint(np.linspace(first, last_start, k))`` (k = 1: first). ConfigError if there are
+    fewer distinct starts than k (repeated episodes would narrow the intervals without adding
+    evidence)."""
+    if last_start - first + 1 < k:
+        raise ConfigError(f"validation.episodes: expected at most {last_start - first + 1} "
+                          f"episodes (the distinct start bars {first}..{last_start} of the "
+                          f"split), got {k}; lower validation.episodes or "
+                          f"validation.episode_length, or enlarge the split")
+    return np.rint(np.linspace(first, last_start, k)).astype(np.int64)
+
+
+class Episodes(NamedTuple):
+    """One batch of episodes, one env each (n envs, L = episode length)."""
+
+    equity: np.ndarray  # float64 (n, L+1) currency, NaN after an episode's last bar
+    gross: np.ndarray  # float64 (n, L) gross notional per bar, currency, NaN-padded
+    traded: np.ndarray  # float64 (n, L) traded notional per bar, currency, NaN-padded
+    fills: np.ndarray  # FILL_DTYPE, each env's fills in time order, end-of-episode closes last
+    steps: np.ndarray  # int64 (n,) bars played
+    terminated: np.ndarray  # bool (n,) ended by a termination (bankrupt, breaker)
+
+
+def run_episodes(env, actor, starts: np.ndarray, seed: int) -> Episodes:
+    """Play one episode per env from ``starts`` (int64 (n,)) with ``actor``; record the equity
+    curves, notionals and fills until each env's first done (next-step autoreset: a done env's
+    book holds its final state until its next step, which resets it and is ignored)."""
+    n, length = env.num_envs, env.config.env.episode_length
+    close = env.market.bars[BarField.CLOSE]  # (T, A)
+    acct, position = env.portfolio.acct, env.portfolio.position
+    obs, _ = env.reset(seed=seed, options={"start_bars": starts})
+    env.drain_fills()  # nothing should be there; keep the records of this batch only
+    equity = np.full((n, length + 1), np.nan)
+    equity[:, 0] = acct[:, Account.EQUITY]
+    gross, traded = np.full((n, length), np.nan), np.full((n, length), np.nan)
+    steps, terminated = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.bool_)
+    alive = np.ones(n, dtype=np.bool_)
+    final_pos = np.zeros_like(position)
+    fills = []
+    for t in range(length):
+        obs, _, term, trunc, _ = env.step(actor(obs))
+        f = env.drain_fills()
+        f = f[alive[f["env"]]]
+        fills.append(f)
+        bar = env.episode.clock[:, Clock.BAR]
+        equity[alive, t + 1] = acct[alive, Account.EQUITY]
+        gross[alive, t] = (np.abs(position) * close[bar]).sum(axis=1)[alive]
+        traded[alive, t] = np.bincount(f["env"], weights=np.abs(f["qty"] * f["price"]),
+                                       minlength=n)[alive]
+        steps += alive
+        done = alive & (term | trunc)
+        terminated |= done & term
+        final_pos[done] = position[done]
+        alive &= ~done
+        if not alive.any():
+            break
+    if alive.any():  # starts leave room for a whole episode: every env truncates by then
+        raise RuntimeError(f"run_episodes: envs {np.nonzero(alive)[0][:10].tolist()} did not "
+                           f"finish in {length} steps")
+    end_bars = starts + steps
+    return Episodes(equity, gross, traded, _with_closes(fills, final_pos, end_bars, close),
+                    steps, terminated)
+
+
+def _with_closes(fills: list, final_pos: np.ndarray, end_bars: np.ndarray,
+                 close: np.ndarray) -> np.ndarray:
+    """The fills plus, per open position at an episode's end, a closing fill at the end bar's
+    close without commission: trade statistics count it as a round trip marked there."""
+    from optrader.envs.vector import FILL_DTYPE
+
+    env_idx, asset = np.nonzero(final_pos)
+    closes = np.zeros(env_idx.size, dtype=FILL_DTYPE)
+    closes["env"], closes["asset"], closes["bar"] = env_idx, asset, end_bars[env_idx]
+    closes["qty"] = -final_pos[env_idx, asset]
+    closes["side"] = np.sign(closes["qty"]).astype(np.int8)
+    closes["price"] = close[end_bars[env_idx], asset]
+    return np.concatenate([*fills, closes]) if fills else closes
+
+
+def episode_metrics(env, ep: Episodes, starts: np.ndarray, periods_per_year: float,
+                    risk_free: float):
+    """DataFrame, one row per episode: episode, start_bar, end_bar, start_time, end_time
+    (UTC), steps, terminated, then every metric of ``optrader.metrics``."""
+    import pandas as pd
+
+    n = env.num_envs
+    trades = round_trips(ep.fills, n, env.market.n_assets)
+    m = compute_metrics(ep.equity, periods_per_year=periods_per_year, rf_annual=risk_free,
+                        trades=trades, gross_notional=ep.gross, traded_notional=ep.traded)
+    ts = np.asarray(env.market.timestamps)
+    end = starts + ep.steps
+    head = pd.DataFrame({"episode": np.arange(n), "start_bar": starts, "end_bar": end,
+                         "start_time": pd.to_datetime(ts[starts], utc=True),
+                         "end_time": pd.to_datetime(ts[end], utc=True), "steps": ep.steps,
+                         "terminated": ep.terminated})
+    return pd.concat([head, m.reset_index(drop=True)], axis=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation
+
+
+def validate(cfg: DictConfig, data=None, out_dir: str | Path | None = None,
+             progress: bool = True, overrides=None) -> dict[str, Any]:
+    """Validate ``agent.checkpoint`` on the validation split against the baselines.
+
+    Args:
+        cfg: composed config (``optrader.compose("validation", [...])``).
+        data: market data for ``optrader.make_vec`` (None: the configured source).
+        out_dir: if given, write episodes.parquet, summary.parquet, validation.json and
+            config.yaml there.
+        progress: log each policy's episodes as they finish.
+        overrides: the override strings ``cfg`` was composed with: their keys win over the
+            checkpoint's config.yaml. None: the keys where ``cfg`` differs from the defaults.
+
+    Returns:
+        The contents of validation.json (``passed``, ``gates``, ``summary``, the settings) plus
+        ``tables``: ``{"episodes": DataFrame, "summary": DataFrame}``.
+    """
+    import pandas as pd
+
+    ckpt_path, merged, taken, train_cfg = run_config(cfg, overrides)
+    spec = load_spec(merged)
+    val, seed = spec.validation, int(spec.seed)
+    length = val.episode_length or spec.env.episode_length
+    env = _make_env(merged, length, val.episodes, data)
+    ckpt = load_checkpoint_file(ckpt_path, env)
+    trained_length = OmegaConf.select(train_cfg, "env.episode_length") if train_cfg else None
+    if spec.observation.portfolio and trained_length not in (None, length):
+        log.warning("episodes of %d bars, trained on %d: the time_left observation runs at "
+                    "another pace than in training", length, trained_length)
+    first, last_start = env.start_range
+    starts = episode_starts(first, last_start, val.episodes)
+    overlap = max(0.0, 1.0 - (int(np.diff(starts).min()) if starts.size > 1 else length) / length)
+    if overlap > 0:
+        log.warning("neighbouring episodes share %.0f%% of their bars: the intervals assume "
+                    "independent episodes and are too narrow", 100 * overlap)
+
+    actors = {"trained": policy_actor(env, ckpt.policy, ckpt.params)}
+    for name in val.baselines:
+        actors[name] = buy_and_hold_actor(env) if name == "buy_and_hold" else \
+            random_actor(env, _stream_seed(seed, RANDOM_STREAM))
+    ppy = spec.metrics.periods_per_year or env._periods_per_year
+    frames = []
+    for name, actor in actors.items():
+        t0 = time.perf_counter()
+        frame = episode_metrics(env, run_episodes(env, actor, starts, seed), starts, ppy,
+                                spec.metrics.risk_free)
+        frames.append(frame.assign(policy=name)[["policy", *frame.columns]])
+        if progress:
+            log.info("%s: %d episodes in %.2f s, mean total return %+.4f", name, len(starts),
+                     time.perf_counter() - t0, frame["total_return"].mean())
+    lo, hi = env.split_range
+    env.close()
+
+    episodes = pd.concat(frames, ignore_index=True)
+    metrics = [m for m in METRIC_NAMES if m in episodes.columns]
+    boot_seed = _stream_seed(seed, BOOTSTRAP_STREAM)
+    summary = summarize(episodes, metrics, val.bootstrap, val.confidence, boot_seed)
+    gates = evaluate_gates(val.gates, policy_cis(summary, "trained"), val.gate_stat)
+    split = spec.data.split
+    report = {
+        "passed": all(g.passed for g in gates),
+        "gates": [{**g._asdict(), "value": json_number(g.value)} for g in gates],
+        "gate_stat": val.gate_stat, "checkpoint": str(ckpt_path),
+        "taken_from_checkpoint_config": taken,
+        "policy": {"kind": ckpt.policy.kind, "n_params": ckpt.policy.n_params},
+        "mode": spec.env.mode,
+        "data": {"source": spec.data.source, "split_range": [lo, hi], "split": {
+            "train": split.train, "validation": split.validation, "use": split.use}},
+        "episodes": val.episodes, "episode_length": length, "start_range": [first, last_start],
+        "starts": starts.tolist(), "max_overlap": round(overlap, 6),
+        "baselines": list(val.baselines), "seed": seed, "bootstrap": val.bootstrap,
+        "bootstrap_seed": boot_seed, "confidence": val.confidence,
+        "periods_per_year": ppy, "risk_free": spec.metrics.risk_free,
+        "summary": summary_dict(summary),
+    }
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        episodes.to_parquet(out / "episodes.parquet", index=False)
+        summary.to_parquet(out / "summary.parquet", index=False)
+        (out / "validation.json").write_text(json.dumps(report, indent=1, allow_nan=False))
+        (out / "config.yaml").write_text(OmegaConf.to_yaml(merged, resolve=True))
+        log.info("wrote episodes.parquet, summary.parquet, validation.json, config.yaml to %s",
+                 out)
+    return {**report, "tables": {"episodes": episodes, "summary": summary}}
+
+
+def run_config(cfg: DictConfig, overrides=None):
+    """(policy.npz, the config to run, what was taken from the checkpoint's config.yaml as
+    ``{"path", "groups": {group: your keys kept}}`` or None, that config.yaml or None)."""
+    user_spec = load_spec(cfg)  # the user's own config must be valid before anything else
+    ckpt_path, train_config = resolve_checkpoint(user_spec.agent.checkpoint)
+    keys = override_keys(overrides) if overrides is not None else inferred_user_keys(cfg)
+    merged, taken, train_cfg = cfg, None, None
+    if train_config is not None:
+        train_cfg = OmegaConf.load(train_config)
+        merged, groups = take_checkpoint_groups(cfg, train_cfg, keys)
+        taken = {"path": str(train_config), "groups": groups}
+        log.info("from %s: %s", train_config, "; ".join(
+            g + (f" (yours: {', '.join(k)})" if k else "") for g, k in groups.items()))
+    if not keys & {"data.split", "data.split.use"}:
+        merged = OmegaConf.merge(merged, {"data": {"split": {"use": "validation"}}})
+    spec = load_spec(merged)
+    if spec.env.mode == "simulation":
+        raise ConfigError("env.mode: validation plays fixed bars of the data; expected "
+                          "+env=validation, got simulation")
+    if spec.seed < 0:
+        raise ConfigError(f"seed: expected an integer >= 0, got {spec.seed}")
+    return ckpt_path, merged, taken, train_cfg
+
+
+def _make_env(merged: DictConfig, length: int, episodes: int, data):
+    """One env per episode, fill records on; split problems get a hint on data.split.*."""
+    import optrader
+
+    run_cfg = OmegaConf.merge(merged, {"env": {"info": "none", "episode_length": length},
+                                       "execution": {"record_fills": True}})
+    try:
+        return optrader.make_vec(run_cfg, num_envs=episodes, data=data, copy=False,
+                                 parallel=ENV_PARALLEL)
+    except ValueError as exc:
+        if str(exc).startswith(("data.split", "data:")):
+            short = ", or shorten validation.episode_length" if "too few" in str(exc) else ""
+            raise ConfigError(f"{exc}; {SPLIT_HINT}{short}") from None
+        raise
+
+
+def load_checkpoint_file(path: Path, env):
+    """``load_checkpoint(path, env)`` with an unreadable file reported as a ValueError."""
+    if not zipfile.is_zipfile(path):  # np.load would try to unpickle it
+        raise ValueError(f"agent.checkpoint: {path} is not a readable policy.npz (not an .npz "
+                         f"archive)")
+    try:
+        return load_checkpoint(path, env)
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"agent.checkpoint: {path} is not a readable policy.npz "
+                         f"({type(exc).__name__}: {exc})") from None
+
+
+def _stream_seed(seed: int, stream: int) -> int:
+    """An int seed of its own for one use of cfg.seed (random baseline, bootstrap)."""
+    return int(np.random.SeedSequence([seed, stream]).generate_state(1)[0])
+
+
+def rewrite_argv(argv: list[str]) -> list[str]:
+    """The command line as Hydra should parse it: ``episodes=K`` -> ``validation.episodes=K``;
+    ``+env=validation`` unless an env is given; ``data.split.use=validation`` unless set."""
+    args = [f"validation.{a}" if a.startswith("episodes=") else a for a in argv]
+    keys = override_keys(a for a in args if not a.startswith("-"))
+    if "env" not in keys:  # appended: Hydra applies group choices before values anyway
+        args.append("+env=validation")
+    if not keys & {"data.split", "data.split.use"}:
+        args.append("data.split.use=validation")
+    return args
+
+
+_STARTED = []  # set once Hydra has composed the config and main runs
+
+
+@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
+def main(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    _STARTED.append(True)
+    hc = HydraConfig.get()
+    single = hc.mode != RunMode.MULTIRUN  # a sweep goes on; its validation.json files tell
+    try:
+        report = validate(cfg, out_dir=hc.runtime.output_dir, progress=True,
+                          overrides=list(hc.overrides.task))
+    except ValueError as exc:  # ConfigError, DataError, a checkpoint that does not fit
+        if not single:
+            raise
+        print(f"optrader.validate: {' '.join(str(exc).split())}", file=sys.stderr)
+        sys.exit(2)
+    render_report(report)
+    if single:
+        sys.exit(0 if report["passed"] else 1)
+
+
+def cli() -> None:
+    """``python -m optrader.validate``: rewrite the shorthands, run Hydra; a config Hydra
+    rejects before ``main`` runs exits 2 (Hydra itself would exit 1, the gate-failure code)."""
+    sys.argv[1:] = rewrite_argv(sys.argv[1:])
+    try:
+        main()
+    except SystemExit as exc:
+        if not _STARTED and exc.code not in (0, None):
+            sys.exit(2)
+        raise
+
+
+if __name__ == "__main__":
+    cli()
