@@ -132,50 +132,6 @@ def _hold(state, i, a, signal):
     return state[i, 3, a]
 
 
-# PAIRS and RANDOM are separate (not inlined) functions: inlined, their log / uint64 code made
-# Numba keep reference counting on every array of the caller's bar loop (~15 ns per bar for
-# every strategy); called, they cost a call only when selected.
-@njit(cache=True, nogil=True, error_model="numpy")
-def _pairs_weights_nb(i, t, bars, params, state, out):
-    n_assets = bars.shape[2]
-    w = int(params[i, 0])
-    x = math.log(bars[BarField.CLOSE, t, 0]) - math.log(bars[BarField.CLOSE, t, 1])
-    old = math.log(bars[BarField.CLOSE, t - w, 0]) - math.log(bars[BarField.CLOSE, t - w, 1])
-    s = state[i, 0, 0] + x - old
-    s2 = state[i, 1, 0] + x * x - old * old
-    state[i, 0, 0] = s
-    state[i, 1, 0] = s2
-    mean = s / w
-    var = max(s2 / w - mean * mean, 0.0)
-    z = (x - mean) / math.sqrt(var) if var > 0.0 else 0.0
-    sig = np.nan
-    if z > params[i, 1]:
-        sig = -1.0
-    elif z < -params[i, 1]:
-        sig = 1.0
-    elif abs(z) < params[i, 2]:
-        sig = 0.0
-    pos = _hold(state, i, 0, sig)
-    out[i, 0] = 0.5 * pos
-    out[i, 1] = -0.5 * pos
-    for a in range(2, n_assets):
-        out[i, a] = 0.0
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _random_weights_nb(i, t, bars, params, state, out):
-    n_assets = bars.shape[2]
-    # counter-based: uniforms hashed from (seed, env, bar, asset), so no stream to carry
-    seed = np.uint64(np.int64(params[i, 3]))
-    for a in range(n_assets):
-        key = (seed * _K0 + np.uint64(i) * _K1 + np.uint64(t) * _K2 + np.uint64(a) * _K3)
-        u = float(_mix(key) >> np.uint64(11)) * 2.0**-53
-        v = float(_mix(key + _K0) >> np.uint64(11)) * 2.0**-53
-        if u < params[i, 0]:
-            state[i, 3, a] = 2.0 * v - 1.0
-        out[i, a] = state[i, 3, a]
-
-
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def strategy_weights_nb(kind, i, t, bars, params, state, out):
     """Env i's target weights at close t into out[i]; advances its state by bar t."""
@@ -185,10 +141,39 @@ def strategy_weights_nb(kind, i, t, bars, params, state, out):
             out[i, a] = 1.0
         return
     if kind == StrategyId.PAIRS:
-        _pairs_weights_nb(i, t, bars, params, state, out)
+        w = int(params[i, 0])
+        x = math.log(bars[BarField.CLOSE, t, 0]) - math.log(bars[BarField.CLOSE, t, 1])
+        old = math.log(bars[BarField.CLOSE, t - w, 0]) - math.log(bars[BarField.CLOSE, t - w, 1])
+        s = state[i, 0, 0] + x - old
+        s2 = state[i, 1, 0] + x * x - old * old
+        state[i, 0, 0] = s
+        state[i, 1, 0] = s2
+        mean = s / w
+        var = max(s2 / w - mean * mean, 0.0)
+        z = (x - mean) / math.sqrt(var) if var > 0.0 else 0.0
+        sig = np.nan
+        if z > params[i, 1]:
+            sig = -1.0
+        elif z < -params[i, 1]:
+            sig = 1.0
+        elif abs(z) < params[i, 2]:
+            sig = 0.0
+        pos = _hold(state, i, 0, sig)
+        out[i, 0] = 0.5 * pos
+        out[i, 1] = -0.5 * pos
+        for a in range(2, n_assets):
+            out[i, a] = 0.0
         return
     if kind == StrategyId.RANDOM:
-        _random_weights_nb(i, t, bars, params, state, out)
+        # counter-based: uniforms hashed from (seed, env, bar, asset), so no stream to carry
+        seed = np.uint64(np.int64(params[i, 3]))
+        for a in range(n_assets):
+            key = (seed * _K0 + np.uint64(i) * _K1 + np.uint64(t) * _K2 + np.uint64(a) * _K3)
+            u = float(_mix(key) >> np.uint64(11)) * 2.0**-53
+            v = float(_mix(key + _K0) >> np.uint64(11)) * 2.0**-53
+            if u < params[i, 0]:
+                state[i, 3, a] = 2.0 * v - 1.0
+            out[i, a] = state[i, 3, a]
         return
     for a in range(n_assets):
         c = bars[BarField.CLOSE, t, a]

@@ -142,12 +142,36 @@ def run_strategy(env, strategy: str, params, *, assets=None, fill_cap: int | Non
     equity = np.empty((n, n_steps + 1))
     exposed = np.zeros(n, dtype=np.int64)
     traded = np.zeros(n)
+    extra_fills = []
     if lean:
         steps = np.zeros(n, dtype=np.int64)
-        _run_lean(env, args, kind, sparams, sel, start, n_steps, n_chunks,
-                  rebalance == "on_change", equity, fills_f, fills_i, fill_count, exposed, traded,
-                  steps)
+        outs = (equity, fills_f, fills_i, fill_count, exposed, traded, steps)
+        _run_lean(env, args, kind, sparams, sel, np.arange(n), start, n_steps, n_chunks,
+                  rebalance == "on_change", outs)
         overflow = fill_count >= cap
+        # envs that filled their buffer (the default cap is the budget's share) run again with
+        # room for 4x as many fills, as often as needed; only their records are rebuilt
+        grown = cap
+        while overflow.any() and fill_cap is None:
+            rows = np.flatnonzero(overflow)
+            grown *= 4
+            extra = rows.size * grown * (N_RECORD_F + N_RECORD_I) * 8
+            if memory_budget_mb is not None and need + extra > memory_budget_mb * 2**20:
+                break
+            sub = (equity[rows], np.zeros((rows.size, grown, N_RECORD_F)),
+                   np.zeros((rows.size, grown, N_RECORD_I), dtype=np.int64),
+                   np.zeros(rows.size, dtype=np.int64), exposed[rows], traded[rows], steps[rows])
+            _run_lean(env, args, kind, sparams, sel, rows, start, n_steps, n_chunks,
+                      rebalance == "on_change", sub)
+            for dst, src in zip((equity, exposed, traded, steps), (sub[0], *sub[4:]),
+                                strict=True):
+                dst[rows] = src
+            done = sub[3] < grown
+            recs = fill_records(*sub[1:4])
+            recs["env"] = rows[recs["env"]]
+            extra_fills.append(recs[np.isin(recs["env"], rows[done])])
+            fill_count[rows[done]] = 0  # their records come from the rerun
+            overflow[rows[done]] = False
     else:
         p_, e = env.portfolio, env.episode
         env._reset_kernel(np.ones(n, dtype=np.bool_), np.full(n, start, dtype=np.int64),
@@ -171,6 +195,10 @@ def run_strategy(env, strategy: str, params, *, assets=None, fill_cap: int | Non
     for i in np.flatnonzero(steps < n_steps):
         equity[i, steps[i] + 1:] = np.nan  # an env that stopped has no bars after its last
     fills = fill_records(fills_f, fills_i, fill_count)
+    if extra_fills:
+        fills = np.concatenate([fills, *extra_fills])
+        fills = fills[np.argsort(fills["env"], kind="stable")]
+        fill_count = np.bincount(fills["env"], minlength=n).astype(np.int64)
     if sel is not None:
         fills["asset"] = sel[fills["env"]]  # the lean kernel saw one column: asset 0
     ts = env.market.timestamps[start:start + n_steps + 1]
@@ -202,45 +230,42 @@ def lean_blockers(args: dict) -> list[str]:
     return out
 
 
-def _run_lean(env, args, kind, sparams, sel, start, n_steps, n_chunks, on_change, equity,
-              fills_f, fills_i, fill_count, exposed, traded, steps):
-    """The lean kernel over all envs, or per asset over that asset's envs (a one-column copy of
-    the asset's bars, so each env reads contiguous memory)."""
-    n = sparams.shape[0]
+def _run_lean(env, args, kind, sparams, sel, rows, start, n_steps, n_chunks, on_change, outs):
+    """The lean kernel over envs ``rows``, writing row k of each output in ``outs`` (equity,
+    fills_f, fills_i, fill_count, exposed, traded, steps) for env rows[k]; with single-asset envs
+    once per asset, on a one-column copy of the asset's bars so each env reads contiguous
+    memory."""
     lean_args = [args[k] for k in _LEAN_ARGS]
-    groups = [(np.arange(n), None)] if sel is None else \
-        [(np.flatnonzero(sel == a), a) for a in np.unique(sel)]
-    for rows, a in groups:
-        k = rows.size
+    if sel is None:
+        groups = [(np.arange(rows.size), None)]
+    else:
+        groups = [(np.flatnonzero(sel[rows] == a), a) for a in np.unique(sel[rows])]
+    for pos, a in groups:
+        k = pos.size
+        envs = rows[pos]
         sub = list(lean_args)
-        if a is not None:
-            for j, name in enumerate(_LEAN_ARGS):
-                if name in ("bars", "series"):
-                    sub[j] = np.ascontiguousarray(args[name][:, :, a:a + 1])
-                elif name == "tradable":
-                    sub[j] = np.ascontiguousarray(args[name][:, a:a + 1])
-                elif name == "cost_params":
-                    sub[j] = np.ascontiguousarray(args[name][rows])
-        elif args["cost_params"].shape[0] != k:
-            raise AssertionError("cost_params rows != envs")
+        for j, name in enumerate(_LEAN_ARGS):
+            if a is not None and name in ("bars", "series"):
+                sub[j] = np.ascontiguousarray(args[name][:, :, a:a + 1])
+            elif a is not None and name == "tradable":
+                sub[j] = np.ascontiguousarray(args[name][:, a:a + 1])
+            elif name == "cost_params":
+                sub[j] = np.ascontiguousarray(args[name][envs])
         width = sub[0].shape[2]
-        whole = a is None
-        out = (equity, fills_f, fills_i, fill_count, exposed, traded, steps) if whole else \
-            tuple(np.ascontiguousarray(x[rows]) for x in (equity, fills_f, fills_i, fill_count,
-                                                          exposed, traded, steps))
+        whole = k == outs[0].shape[0]
+        out = outs if whole else tuple(np.ascontiguousarray(x[pos]) for x in outs)
         action, target, last_w, position, avg_px, trail_ref = (np.zeros((k, width))
                                                                for _ in range(6))
         acct = np.zeros((k, N_ACCOUNT))
         events = np.zeros((k, env.risk_events.shape[1]), dtype=np.int64)
         sstate = np.zeros((k, N_STRATEGY_STATE, width))
-        run_strategy_lean_nb(n_chunks, kind, np.ascontiguousarray(sparams[rows]), sstate, start,
+        run_strategy_lean_nb(n_chunks, kind, np.ascontiguousarray(sparams[envs]), sstate, start,
                              n_steps, *sub, on_change, action, target, last_w, position, avg_px,
                              trail_ref, acct, events, *out)
         if not whole:
-            for dst, src in zip((equity, fills_f, fills_i, fill_count, exposed, traded, steps),
-                                out, strict=True):
-                dst[rows] = src
-        env.risk_events[rows] = events
+            for dst, src in zip(outs, out, strict=True):
+                dst[pos] = src
+        env.risk_events[envs] = events
 
 
 def estimate_backtest_bytes(n_envs: int, n_steps: int, fill_cap: int) -> int:

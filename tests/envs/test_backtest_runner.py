@@ -229,3 +229,17 @@ def test_on_change_trades_only_when_the_signal_changes():
                                   "data.split.use=all"], n_bars=600), "sma_cross", params,
                          rebalance="every_bar")
     assert len(every.fills) > 3 * len(res.fills)  # rebalancing to the weight trades every bar
+
+
+def test_envs_that_fill_the_default_buffer_run_again_with_room(monkeypatch):
+    from optrader.backtest import runner
+
+    params = np.array([[2, 5, 0, 0], [50, 300, 1, 0], [3, 7, 0, 0]], dtype=float)
+    over = ["execution.commission_bps=1", "data.split.use=all"]
+    roomy = run_strategy(make(3, over, n_bars=1500), "sma_cross", params, fill_cap=3000)
+    monkeypatch.setattr(runner, "FILL_BUFFER_BYTES", 1)  # the minimum cap: 16 records per env
+    small = run_strategy(make(3, over, n_bars=1500), "sma_cross", params)
+    assert roomy.fill_count[0] > 16 * 4 and roomy.fill_count[1] < 16  # a rerun, twice, and none
+    for field in BacktestResult._fields:
+        np.testing.assert_array_equal(getattr(small, field), getattr(roomy, field),
+                                      err_msg=field)
