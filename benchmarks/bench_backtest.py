@@ -1,0 +1,103 @@
+"""SMA-grid backtests end to end, optrader vs vectorbt in the same run.
+
+Workloads (the same closes for both engines; long-only SMA crossover, market orders at the close,
+10 bps fees, 1 bp slippage, orders on signal changes):
+
+* ``one_asset``: 1,000 (fast, slow) pairs x 100,000 one-minute bars on one asset;
+* ``many_assets``: 100 assets x 10 pairs x 100,000 bars (each column a single-asset backtest).
+
+optrader's time covers building the env over the data, the batch run (``run_strategy``) and the
+metrics with round trips (``backtest_metrics``); vectorbt's covers ``MA.run``, the crossover
+signals, ``Portfolio.from_signals`` and its metric accessors (benchmarks/vbt_workloads.py). Both
+are compiled on a small input first. ``extra_info`` reports bar-columns per second (columns x
+bars / seconds); run with ``pytest benchmarks/bench_backtest.py --benchmark-only``. vectorbt is
+optional (the dev extra installs it).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import optrader
+from benchmarks.vbt_workloads import grid_pairs, sma_grid_many_assets, sma_grid_one_asset
+from optrader.backtest import backtest_metrics, run_strategy
+
+N_BARS = int(os.environ.get("OPTRADER_BENCH_BARS", 100_000))  # fewer for a quick smoke run
+FEES = 1e-3
+SLIPPAGE = 1e-4
+WORKLOADS = {"one_asset": (1, 1000), "many_assets": (100, 10)}  # (assets, pairs)
+
+
+def closes(n_bars: int, n_assets: int) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return 100.0 * np.exp(np.cumsum(rng.normal(0.0, 5e-4, (n_bars, n_assets)), axis=0))
+
+
+def frame(close: np.ndarray) -> pd.DataFrame:
+    """Long OHLCV bars whose open, high and low equal the close (fills are at the close)."""
+    ts = pd.date_range("2020-01-01", periods=close.shape[0], freq="min", tz="UTC")
+    parts = []
+    for a in range(close.shape[1]):
+        c = close[:, a]
+        parts.append(pd.DataFrame({"symbol": f"A{a:03d}", "open": c, "high": c, "low": c,
+                                   "close": c, "volume": 1e9}, index=ts))
+    return pd.concat(parts)
+
+
+def optrader_grid(data: pd.DataFrame, n_assets: int, pairs: np.ndarray) -> tuple[int, object]:
+    """(bar-columns, metrics) of one env per (asset, pair)."""
+    n = n_assets * len(pairs)
+    cfg = optrader.compose("backtest", [
+        "observation.window=1", "execution.fill_price=close", "execution=zero_cost",
+        f"execution.commission_bps={FEES * 1e4}", f"execution.slippage_bps={SLIPPAGE * 1e4}",
+        "execution.half_spread_bps=0", "data.split.use=all"])
+    env = optrader.make_vec(cfg, num_envs=n, data=data, copy=False)
+    params = np.zeros((n, 4))
+    params[:, :2] = np.tile(pairs, (n_assets, 1))
+    params[:, 2] = 1.0  # long only, as vectorbt's from_signals
+    assets = np.repeat(np.arange(n_assets), len(pairs)) if n_assets > 1 else None
+    res = run_strategy(env, "sma_cross", params, assets=assets)
+    metrics, _ = backtest_metrics(env, res, periods_per_year=252 * 390)
+    return n * (res.equity.shape[1] - 1), metrics
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    """Compile both engines on a small input so no timing includes it."""
+    small = closes(2_000, 2)
+    optrader_grid(frame(small), 2, grid_pairs(3))
+    sma_grid_one_asset(small[:, 0], grid_pairs(3), FEES, SLIPPAGE)
+    return True
+
+
+@pytest.mark.parametrize("workload", list(WORKLOADS))
+@pytest.mark.parametrize("engine", ["optrader", "vectorbt"])
+def test_sma_grid(benchmark, compiled, engine, workload):
+    if engine == "vectorbt":
+        pytest.importorskip("vectorbt")
+    n_assets, n_pairs = WORKLOADS[workload]
+    close = closes(N_BARS, n_assets)
+    pairs = grid_pairs(n_pairs)
+    if engine == "optrader":
+        data = frame(close)
+
+        def run():
+            return optrader_grid(data, n_assets, pairs)[0]
+    else:
+        def run():
+            if n_assets == 1:
+                sma_grid_one_asset(close[:, 0], pairs, FEES, SLIPPAGE, chunk=100)
+            else:
+                sma_grid_many_assets(close, pairs, FEES, SLIPPAGE, chunk=1)
+            return len(pairs) * n_assets * (N_BARS - 1)
+
+    t0 = time.perf_counter()
+    columns_bars = benchmark.pedantic(run, rounds=1, iterations=1, warmup_rounds=0)
+    seconds = time.perf_counter() - t0
+    benchmark.extra_info["bar_columns"] = columns_bars
+    benchmark.extra_info["bar_columns_per_second"] = round(columns_bars / seconds)
