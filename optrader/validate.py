@@ -2,11 +2,12 @@
 
 Reads top to bottom: resolve the checkpoint (a ``policy.npz`` or the run dir of
 ``optrader.train`` holding one) and take the trained run's ``data``, ``observation``, ``action``,
-``execution``, ``risk`` and ``reward`` groups from its ``config.yaml``, under the keys you set;
-build one env per episode on the validation split (``data.split.use=validation`` unless you set
-it); play the trained policy and each baseline (``validation.baselines``) on the same K episodes;
-compute per-episode metrics (``optrader.metrics``), their means with bootstrap intervals
-(``optrader.validation_stats``), and the promotion gates on the trained policy.
+``execution``, ``risk`` and ``reward`` groups from its ``config.yaml``, under the keys you set
+(``optrader.checkpoints``, shared with ``optrader.backtest``); build one env per episode on the
+validation split (``data.split.use=validation`` unless you set it); play the trained policy and
+each baseline (``validation.baselines``) on the same K episodes; compute per-episode metrics
+(``optrader.metrics``), their means with bootstrap intervals (``optrader.validation_stats``), and
+the promotion gates on the trained policy.
 
 Episodes: K starts ``round(linspace(first, last_start, K))`` over ``env.start_range`` (every
 start leaves room for the observation window before it and the whole episode after it inside
@@ -27,7 +28,6 @@ import json
 import logging
 import sys
 import time
-import zipfile
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -36,8 +36,14 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from kernels.enums import Account, BarField, Clock
-from optrader.agents.es import buy_and_hold_actor, load_checkpoint, policy_actor, random_actor
-from optrader.config import ConfigError, available, compose, config_dir, load_spec
+from optrader.agents.es import buy_and_hold_actor, policy_actor, random_actor
+from optrader.checkpoints import (
+    checkpoint_config,
+    describe_taken,
+    load_checkpoint_file,
+    override_keys,
+)
+from optrader.config import ConfigError, config_dir, load_spec
 from optrader.metrics import METRIC_NAMES, compute_metrics, round_trips
 from optrader.validation_stats import (
     evaluate_gates,
@@ -50,106 +56,11 @@ from optrader.validation_stats import (
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_GROUPS = ("data", "observation", "action", "execution", "risk", "reward")
 RANDOM_STREAM, BOOTSTRAP_STREAM = 1, 2  # SeedSequence([seed, stream]) per use of cfg.seed
 ENV_PARALLEL = False  # see optrader.train: the serial kernel on this 2-core box
 SPLIT_HINT = ("optrader.validate plays the data.split.use split (validation unless you set it); "
               "give the data one, e.g. data.split.train=0.8 data.split.validation=0.2 (fractions "
               "of the bars, or end dates; see docs/data.md)")
-
-
-# ---------------------------------------------------------------------------------------------
-# Checkpoint and config
-
-
-def resolve_checkpoint(path: str) -> tuple[Path, Path | None]:
-    """(policy.npz, the run's config.yaml or None) of ``agent.checkpoint``."""
-    if not str(path).strip():
-        raise ConfigError("agent.checkpoint: expected a policy.npz or the run dir of "
-                          "`python -m optrader.train +env=training` holding one, got ''; pass "
-                          "agent.checkpoint=outputs/DATE/TIME")
-    p = Path(path).expanduser()
-    if p.is_dir():
-        p = p / "policy.npz"
-    if not p.is_file():
-        what = "no policy.npz in that directory" if p.parent.is_dir() and Path(path).is_dir() \
-            else "no such file or directory"
-        raise ConfigError(f"agent.checkpoint: expected a policy.npz or a run dir holding one, "
-                          f"got {str(path)!r} ({what})")
-    config = p.parent / "config.yaml"
-    return p, (config if config.is_file() else None)
-
-
-def override_keys(overrides) -> set[str]:
-    """Dotted keys set by Hydra override strings (``a.b=1``, ``+a.b=1``, ``~a.b``, and
-    ``group=option`` as the whole group), without ``hydra.*``."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
-    parser = OverridesParser.create()
-    keys = set()
-    for o in map(str, overrides):
-        try:
-            keys.add(parser.parse_override(o).key_or_group)
-        except HydraException:  # not an override (an option's value); Hydra judges the rest
-            continue
-    return {k for k in keys if k != "hydra" and not k.startswith("hydra.")}
-
-
-def inferred_user_keys(cfg: DictConfig) -> set[str]:
-    """Keys of the checkpoint groups where ``cfg`` differs from the default composition of its
-    mode: a leaf whose value differs, or the whole group when its keys differ (another
-    option of the group, e.g. data=parquet)."""
-    mode = cfg.env.mode if cfg.env.mode in available("env") else "validation"
-    base = compose(mode)
-    keys = set()
-    for group in CHECKPOINT_GROUPS:
-        ours, theirs = (_flat(OmegaConf.to_container(c.get(group, {}), resolve=True), group)
-                        for c in (cfg, base))
-        if ours.keys() != theirs.keys():
-            keys.add(group)
-        keys |= {k for k, v in ours.items() if k in theirs and v != theirs[k]}
-    return keys
-
-
-def take_checkpoint_groups(cfg: DictConfig, train_cfg: DictConfig,
-                           keys: set[str]) -> tuple[DictConfig, dict[str, list[str]]]:
-    """``cfg`` with each of CHECKPOINT_GROUPS replaced by the training run's, except the keys
-    in ``keys`` (a whole group, or dotted leaves re-applied on top from ``cfg``).
-
-    Returns:
-        (the merged config, group taken -> the keys of yours kept in it).
-    """
-    merged = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
-    taken = {}
-    for group in CHECKPOINT_GROUPS:
-        if group in keys or group not in train_cfg:
-            continue
-        merged[group] = OmegaConf.to_container(train_cfg[group], resolve=True)
-        kept = sorted(k for k in keys if k.startswith(group + "."))
-        for k in kept:
-            value = OmegaConf.select(cfg, k, default=_ABSENT)
-            if value is _ABSENT:  # ~key: removed by the user, so removed here too
-                parent, _, leaf = k.rpartition(".")
-                node = OmegaConf.select(merged, parent)
-                if isinstance(node, DictConfig) and leaf in node:
-                    del node[leaf]
-            else:
-                OmegaConf.update(merged, k, value, merge=False, force_add=True)
-        taken[group] = kept
-    return merged, taken
-
-
-_ABSENT = object()
-
-
-def _flat(d: Any, prefix: str) -> dict[str, Any]:
-    if not isinstance(d, dict) or not d:
-        return {prefix: d}
-    out = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}.{k}"))
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -348,18 +259,18 @@ def validate(cfg: DictConfig, data=None, out_dir: str | Path | None = None,
 
 def run_config(cfg: DictConfig, overrides=None):
     """(policy.npz, the config to run, what was taken from the checkpoint's config.yaml as
-    ``{"path", "groups": {group: your keys kept}}`` or None, that config.yaml or None)."""
+    ``{"path", "groups": {group: your keys kept}}`` or None, that config.yaml or None).
+
+    ``optrader.checkpoints.checkpoint_config`` takes the checkpoint's groups under your keys;
+    then ``data.split.use=validation`` unless you set ``data.split.use``.
+    """
     user_spec = load_spec(cfg)  # the user's own config must be valid before anything else
-    ckpt_path, train_config = resolve_checkpoint(user_spec.agent.checkpoint)
-    keys = override_keys(overrides) if overrides is not None else inferred_user_keys(cfg)
-    merged, taken, train_cfg = cfg, None, None
-    if train_config is not None:
-        train_cfg = OmegaConf.load(train_config)
-        merged, groups = take_checkpoint_groups(cfg, train_cfg, keys)
-        taken = {"path": str(train_config), "groups": groups}
-        log.info("from %s: %s", train_config, "; ".join(
-            g + (f" (yours: {', '.join(k)})" if k else "") for g, k in groups.items()))
-    if not keys & {"data.split", "data.split.use"}:
+    ck = checkpoint_config(cfg, user_spec.agent.checkpoint, overrides)
+    merged, taken = ck.config, None
+    if ck.run_config is not None:
+        taken = {"path": str(ck.run_config), "groups": ck.taken}
+        log.info("from %s: %s", ck.run_config, describe_taken(ck.taken))
+    if not ck.user_keys & {"data.split", "data.split.use"}:
         merged = OmegaConf.merge(merged, {"data": {"split": {"use": "validation"}}})
     spec = load_spec(merged)
     if spec.env.mode == "simulation":
@@ -367,7 +278,7 @@ def run_config(cfg: DictConfig, overrides=None):
                           "+env=validation, got simulation")
     if spec.seed < 0:
         raise ConfigError(f"seed: expected an integer >= 0, got {spec.seed}")
-    return ckpt_path, merged, taken, train_cfg
+    return ck.path, merged, taken, ck.trained
 
 
 def _make_env(merged: DictConfig, length: int, episodes: int, data):
@@ -384,18 +295,6 @@ def _make_env(merged: DictConfig, length: int, episodes: int, data):
             short = ", or shorten validation.episode_length" if "too few" in str(exc) else ""
             raise ConfigError(f"{exc}; {SPLIT_HINT}{short}") from None
         raise
-
-
-def load_checkpoint_file(path: Path, env):
-    """``load_checkpoint(path, env)`` with an unreadable file reported as a ValueError."""
-    if not zipfile.is_zipfile(path):  # np.load would try to unpickle it
-        raise ValueError(f"agent.checkpoint: {path} is not a readable policy.npz (not an .npz "
-                         f"archive)")
-    try:
-        return load_checkpoint(path, env)
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise ValueError(f"agent.checkpoint: {path} is not a readable policy.npz "
-                         f"({type(exc).__name__}: {exc})") from None
 
 
 def _stream_seed(seed: int, stream: int) -> int:

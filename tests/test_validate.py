@@ -17,14 +17,7 @@ from omegaconf import OmegaConf
 import optrader
 from optrader.agents.es import Policy, save_checkpoint
 from optrader.config import ConfigError
-from optrader.validate import (
-    episode_starts,
-    inferred_user_keys,
-    override_keys,
-    rewrite_argv,
-    take_checkpoint_groups,
-    validate,
-)
+from optrader.validate import episode_starts, rewrite_argv, validate
 from optrader.validation_stats import BootstrapCI, bootstrap_ci, evaluate_gates, render_report
 
 # 600 bars: train 0..299, validation 300..599; window 4 -> first start 303; episodes of 32 bars
@@ -269,33 +262,15 @@ def test_render_report_table_and_gate_lines(result):
 
 
 # ---------------------------------------------------------------------------------------------
-# The checkpoint's config.yaml
+# The checkpoint's config.yaml (optrader.checkpoints: tests/test_checkpoints.py)
 
 
-def test_override_keys_and_argv_rewrite():
-    assert override_keys(["a.b=1", "+c.d=x", "++e=2", "~f.g", "data=parquet",
-                          "hydra.run.dir=x"]) == {"a.b", "c.d", "e", "f.g", "data"}
+def test_argv_rewrite():
     assert rewrite_argv(["-m", "agent.checkpoint=r", "episodes=8"]) == [
         "-m", "agent.checkpoint=r", "validation.episodes=8", "+env=validation",
         "data.split.use=validation"]
     assert rewrite_argv(["+env=training", "data.split.use=test", "validation.episodes=3"]) == [
         "+env=training", "data.split.use=test", "validation.episodes=3"]
-
-
-def test_checkpoint_groups_are_taken_under_your_keys():
-    train_cfg = optrader.compose("training", ["observation.window=4",
-                                              "execution.commission_bps=0", "data.n_bars=600"])
-    cfg = optrader.compose("validation", ["execution.slippage_bps=7", "reward=sharpe"])
-    keys = inferred_user_keys(cfg)
-    assert {"execution.slippage_bps", "reward"} <= keys
-    assert not {k for k in keys if not k.startswith("reward")} - {"execution.slippage_bps"}
-    merged, taken = take_checkpoint_groups(cfg, train_cfg, keys)
-    assert merged.observation.window == 4 and merged.data.n_bars == 600
-    assert merged.execution.commission_bps == 0 and merged.execution.slippage_bps == 7
-    assert merged.reward == cfg.reward  # a group you chose stays yours
-    assert set(taken) == {"data", "observation", "action", "execution", "risk"}
-    assert taken["execution"] == ["execution.slippage_bps"]
-    assert merged.env.mode == "validation"
 
 
 def test_run_dir_config_makes_the_checkpoint_fit(flat_ckpt, tmp_path):

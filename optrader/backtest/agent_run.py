@@ -7,82 +7,23 @@ sum |position| x close > 0 at the close after the step) and traded notional
 (sum |qty x price| of the fills). Every env of the batch runs the same policy, so one env is
 enough; more give identical rows.
 
-``resolve_checkpoint`` finds ``policy.npz`` from ``agent.checkpoint`` (the file or the training
-run dir holding it); ``checkpoint_config`` takes the ``observation`` and ``action`` groups of
-that run's ``config.yaml`` (written by ``optrader.train``), so the env's observation layout and
-action space are the ones the policy was trained on.
+``checkpoint`` is ``agent.checkpoint``: a ``policy.npz`` or the training run dir holding one
+(``optrader.checkpoints.resolve_checkpoint``), or a loaded Checkpoint. The env must already be
+built for it: ``optrader.backtest.cli.run_backtest`` takes the trained run's groups from its
+``config.yaml`` (``optrader.checkpoints.checkpoint_config``) before making the env.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
 
 from kernels.enums import Account, BarField, Clock
-from optrader.agents.es import Checkpoint, check_fits, load_checkpoint, to_env_actions
+from optrader.agents.es import Checkpoint, check_fits, to_env_actions
 from optrader.backtest.runner import BacktestResult
-from optrader.checks import ConfigError
-
-CHECKPOINT_FILE = "policy.npz"
-RUN_CONFIG_FILE = "config.yaml"
-CHECKPOINT_GROUPS = ("observation", "action")  # what a policy's input and output depend on
-
-
-def resolve_checkpoint(path: str | Path) -> Path:
-    """The policy file of ``agent.checkpoint``: the path itself, or ``<dir>/policy.npz``."""
-    p = Path(path).expanduser()
-    if p.is_dir():
-        p = p / CHECKPOINT_FILE
-        if not p.is_file():
-            raise ConfigError(f"agent.checkpoint: expected a {CHECKPOINT_FILE} or a training run "
-                              f"dir holding one, got the directory {path!s} without "
-                              f"{CHECKPOINT_FILE}")
-    elif not p.is_file():
-        raise ConfigError(f"agent.checkpoint: expected a {CHECKPOINT_FILE} or a training run dir "
-                          f"holding one, got {path!s}, which does not exist")
-    return p
-
-
-def checkpoint_config(cfg: DictConfig, checkpoint: Path,
-                      overrides: Sequence[str] = ()) -> tuple[DictConfig, list[str]]:
-    """``cfg`` with the ``observation`` and ``action`` groups of the checkpoint's run config.
-
-    Args:
-        cfg: the composed config of the backtest.
-        checkpoint: the resolved policy file; its directory's ``config.yaml`` is read if present.
-        overrides: the override strings ``cfg`` was composed with. Keys under a group
-            (``observation.window=8``) keep the value in ``cfg`` over the checkpoint's; a group
-            choice (``observation=default``) keeps the whole group of ``cfg``.
-
-    Returns:
-        (the config to run, the groups taken from the checkpoint's run config).
-    """
-    run_cfg = Path(checkpoint).parent / RUN_CONFIG_FILE
-    if not run_cfg.is_file():
-        return cfg, []
-    saved = OmegaConf.load(run_cfg)
-    keys = _override_keys(overrides)
-    out = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
-    taken = []
-    for group in CHECKPOINT_GROUPS:
-        if group not in saved or group in keys:
-            continue
-        OmegaConf.update(out, group, saved[group], merge=False)
-        for key in keys:
-            if key.startswith(f"{group}."):  # the user's explicit value wins
-                OmegaConf.update(out, key, OmegaConf.select(cfg, key), merge=False)
-        taken.append(group)
-    return out, taken
-
-
-def _override_keys(overrides: Sequence[str]) -> set[str]:
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parser = OverridesParser.create()
-    return {parser.parse_override(str(o)).key_or_group for o in overrides}
+from optrader.checkpoints import load_checkpoint_file, resolve_checkpoint
 
 
 def run_agent(env, checkpoint: str | Path | Checkpoint,
@@ -93,7 +34,8 @@ def run_agent(env, checkpoint: str | Path | Checkpoint,
         env: a backtest-mode (``+env=backtest``) data TradingVectorEnv with
             ``execution.record_fills=true``; its buffers are reused (reset it before using it as
             a Gymnasium env again).
-        checkpoint: a policy file or run dir (``resolve_checkpoint``), or a loaded Checkpoint.
+        checkpoint: a policy file or run dir (``optrader.checkpoints.resolve_checkpoint``), or
+            a loaded Checkpoint.
         on_step: called as ``on_step(steps_done, n_steps)`` after every bar (progress display).
 
     Returns:
@@ -101,7 +43,8 @@ def run_agent(env, checkpoint: str | Path | Checkpoint,
 
     Raises:
         ValueError: the env is not a backtest-mode data env, does not record fills, or the
-            checkpoint does not fit its observation layout or action space.
+            checkpoint is missing, unreadable, or does not fit its observation layout or action
+            space.
     """
     spec = env.config
     if env.simulation or spec.env.mode != "backtest":
@@ -114,8 +57,8 @@ def run_agent(env, checkpoint: str | Path | Checkpoint,
         ckpt = checkpoint
         check_fits(ckpt, env)
     else:
-        path = resolve_checkpoint(checkpoint)
-        ckpt = load_checkpoint(path, env)
+        path, _ = resolve_checkpoint(checkpoint)
+        ckpt = load_checkpoint_file(path, env)
     n = env.num_envs
     start = env._first_bar
     n_steps = env._last_bar - start

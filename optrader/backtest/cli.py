@@ -1,7 +1,9 @@
 """Backtest command line: ``python -m optrader.backtest strategy=sma_cross strategy.fast=5,10,20
 strategy.slow=50,100``.
 
-Reads top to bottom: validate the config, load the market once, then either
+Reads top to bottom: validate the config (with ``agent.checkpoint``: take the trained run's
+``data``, ``observation``, ``action``, ``execution``, ``risk`` and ``reward`` groups under your
+keys, ``optrader.checkpoints``), load the market once, then either
 
 * a strategy grid: one env per point of ``strategy_grid(spec.strategy)`` (x asset with
   ``backtest.per_asset``, asset-major), all run by ``run_strategy`` in one kernel call; or
@@ -31,9 +33,10 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from optrader.backtest.agent_run import checkpoint_config, resolve_checkpoint, run_agent
+from optrader.backtest.agent_run import run_agent
 from optrader.backtest.outputs import pad_stopped, write_outputs
 from optrader.backtest.runner import backtest_metrics, run_strategy
+from optrader.checkpoints import checkpoint_config, describe_taken
 from optrader.config import ConfigError, config_dir, load_spec
 from optrader.research_config import STRATEGY_PARAMS, kernel_params, strategy_grid
 
@@ -54,7 +57,7 @@ _VALUE_FLAGS = frozenset({"-cp", "--config-path", "-cn", "--config-name", "-cd",
 
 
 def run_backtest(cfg: DictConfig, data=None, out_dir: str | Path | None = None,
-                 progress: bool = True, *, overrides: Sequence[str] = (),
+                 progress: bool = True, *, overrides: Sequence[str] | None = None,
                  show: bool = True) -> dict[str, Any]:
     """Backtest the config's strategy grid, or its ``agent.checkpoint``.
 
@@ -63,8 +66,10 @@ def run_backtest(cfg: DictConfig, data=None, out_dir: str | Path | None = None,
         data: market data for ``optrader.make_vec`` (None: the configured source).
         out_dir: if given, write the files of ``optrader.backtest.outputs`` there.
         progress: a spinner (strategy) or progress bar (agent) on a terminal.
-        overrides: the override strings ``cfg`` was composed with; with a checkpoint, keys under
-            ``observation.`` / ``action.`` keep their values over the checkpoint's run config.
+        overrides: the override strings ``cfg`` was composed with; with a checkpoint, their
+            keys win over the groups taken from its run config
+            (``optrader.checkpoints.checkpoint_config``). None: the keys where ``cfg`` differs
+            from the defaults.
         show: print the top-N table and the throughput line.
 
     Returns:
@@ -81,17 +86,22 @@ def run_backtest(cfg: DictConfig, data=None, out_dir: str | Path | None = None,
         raise ConfigError(f"env.mode: optrader.backtest runs backtest mode (+env=backtest, "
                           f"every env over the whole split), got {spec.env.mode!r}")
     bt = spec.backtest
-    market = load_market(spec.data, data)  # loaded once; the env shares it
-    ckpt_path = resolve_checkpoint(spec.agent.checkpoint) if spec.agent.checkpoint else None
-    run_cfg = cfg
-    if ckpt_path is not None:
-        run_cfg, taken = checkpoint_config(cfg, ckpt_path, overrides)
+    ckpt_path, run_cfg = None, cfg
+    if spec.agent.checkpoint:
+        ckpt = checkpoint_config(cfg, spec.agent.checkpoint, overrides)
+        ckpt_path, run_cfg = ckpt.path, ckpt.config
+        spec = load_spec(run_cfg)  # with the checkpoint's groups, still before any work
         log.info("agent.checkpoint=%s: backtesting its policy; the strategy group (%s) is "
                  "ignored%s", ckpt_path, spec.strategy.name,
-                 f"; {' and '.join(taken)} from its run config" if taken else "")
+                 f"; from {ckpt.run_config}: {describe_taken(ckpt.taken)}" if ckpt.taken else "")
+        if "data" in ckpt.taken and not ckpt.user_keys & {"data.split", "data.split.use"}:
+            log.warning("backtesting on the split the policy was trained on (data.split.use=%s "
+                        "from its run config): set data.split.use=test for held-out bars",
+                        spec.data.split.use)
         if bt.per_asset:
             log.warning("backtest.per_asset is ignored for a checkpoint: its policy trades the "
                         "assets it was trained on")
+    market = load_market(spec.data, data)  # loaded once; the env shares it
     # fills are part of every result; the per-step info dicts are not read
     run_cfg = OmegaConf.merge(run_cfg, {"execution": {"record_fills": True}})
     env_cfg = OmegaConf.merge(run_cfg, {"env": {"info": "none"}})
@@ -126,7 +136,8 @@ def run_backtest(cfg: DictConfig, data=None, out_dir: str | Path | None = None,
             try:
                 result = run_agent(env, ckpt_path, on_step=bar.update)
             except ValueError as exc:
-                raise ValueError(f"agent.checkpoint: {exc}") from None
+                prefix = "" if str(exc).startswith("agent.checkpoint") else "agent.checkpoint: "
+                raise ValueError(f"{prefix}{exc}") from None
             seconds = max(time.perf_counter() - t0, 1e-9)
 
     n, n_steps = result.equity.shape[0], result.equity.shape[1] - 1

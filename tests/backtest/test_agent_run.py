@@ -1,8 +1,11 @@
 """Backtests of a checkpoint (``agent.checkpoint``): a flat policy, an always-long policy against
-the buy-and-hold strategy on the same market and costs, the checkpoint's run config, and
-checkpoints that do not fit."""
+the buy-and-hold strategy on the same market and costs, the checkpoint's run config (its
+observation, market and costs, under the user's keys), and checkpoints that do not fit or are
+missing."""
 
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -86,7 +89,7 @@ def test_the_checkpoint_run_config_sets_the_observation(tmp_path):
     (run / "config.yaml").write_text(OmegaConf.to_yaml(trained, resolve=True))
     # the backtest config says window 4, one feature: the run's config.yaml wins ...
     cfg = compose("observation.window=4", f"agent.checkpoint={run}")
-    out = run_backtest(cfg, progress=False, show=False)
+    out = run_backtest(cfg, progress=False, show=False, overrides=[f"agent.checkpoint={run}"])
     assert out["summary"]["n_steps"] == 1199 - 7  # first decision bar 7: window 8
     assert out["metrics"].loc[0, "n_trades"] >= 0
     # ... unless the user set the key on the command line: then it does not fit
@@ -94,6 +97,54 @@ def test_the_checkpoint_run_config_sets_the_observation(tmp_path):
                                          r"observation size expected \d+ \(env\), got \d+ "
                                          r"\(checkpoint\).*observation\.window"):
         run_backtest(cfg, progress=False, show=False, overrides=["observation.window=4"])
+    # without override strings, a key that differs from the defaults counts as set
+    with pytest.raises(ValueError, match=r"does not fit this env: observation size"):
+        run_backtest(cfg, progress=False, show=False)
+
+
+# the training run: its own market (800 bars, a test split) and no costs
+TRAINED = ["observation.window=4", "data.n_bars=800", "data.split.train=0.5",
+           "data.split.validation=0.25", "execution.commission_bps=0",
+           "execution.slippage_bps=0"]
+
+
+def test_the_checkpoint_market_and_costs_are_the_run_s_under_your_keys(tmp_path, caplog):
+    run = tmp_path / "train_run"
+    trained = compose(*TRAINED, env="training")
+    make_checkpoint(run / "policy.npz", trained, 30.0)  # always long: buy and hold
+    (run / "config.yaml").write_text(OmegaConf.to_yaml(trained, resolve=True))
+    # the backtest's own config has 1200 bars, costs and window 32: none of it is used
+    mine = [f"agent.checkpoint={run}"]
+    with caplog.at_level(logging.INFO, logger="optrader.backtest.cli"):
+        out = run_backtest(compose(*mine), out_dir=tmp_path / "in", progress=False,
+                           show=False, overrides=mine)
+    assert "data; observation; action; execution; risk; reward" in caplog.text
+    assert "the split the policy was trained on (data.split.use=train" in caplog.text
+    env = optrader.make_vec(compose(*TRAINED, "execution.record_fills=true"), num_envs=1)
+    bh = run_strategy(env, "buy_and_hold", np.zeros((1, 4)), rebalance="every_bar")
+    agent = out["result"]
+    assert agent.start_bar == bh.start_bar == 3 and agent.equity.shape == (1, 400 - 3)
+    np.testing.assert_array_equal(agent.equity, bh.equity)  # the run's market, no costs
+    np.testing.assert_array_equal(agent.fills["commission"], 0.0)
+    used = OmegaConf.load(tmp_path / "in" / "config.yaml")
+    assert used.data.n_bars == 800 and used.execution.commission_bps == 0
+    assert used.observation.window == 4 and used.env.mode == "backtest"
+
+    # your keys on top: the held-out test split (bars 600..799), with costs
+    mine = [f"agent.checkpoint={run}", "data.split.use=test", "execution.commission_bps=5"]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="optrader.backtest.cli"):
+        out = run_backtest(compose(*mine), out_dir=tmp_path / "test", progress=False,
+                           show=False, overrides=mine)
+    assert "data (yours: data.split.use)" in caplog.text
+    assert "execution (yours: execution.commission_bps)" in caplog.text
+    assert "trained on" not in caplog.text
+    agent = out["result"]
+    assert agent.start_bar == 603 and out["summary"]["n_steps"] == 799 - 603
+    assert (agent.fills["commission"] > 0).all()
+    used = OmegaConf.load(tmp_path / "test" / "config.yaml")
+    assert used.data.split.use == "test" and used.data.n_bars == 800
+    assert used.execution.commission_bps == 5 and used.execution.slippage_bps == 0
 
 
 def test_a_checkpoint_that_does_not_fit_is_refused(tmp_path):
@@ -110,10 +161,14 @@ def test_a_checkpoint_that_does_not_fit_is_refused(tmp_path):
 
 
 def test_missing_checkpoints_and_wrong_modes_are_named(tmp_path):
-    with pytest.raises(ConfigError, match=r"agent\.checkpoint: .*does not exist"):
+    with pytest.raises(ConfigError, match=r"agent\.checkpoint: .*nope\.npz' \(no such file"):
         run_backtest(compose(f"agent.checkpoint={tmp_path / 'nope.npz'}"), progress=False)
-    with pytest.raises(ConfigError, match=r"the directory .* without policy\.npz"):
+    with pytest.raises(ConfigError, match=r"the directory .* \(no policy\.npz in that"):
         run_backtest(compose(f"agent.checkpoint={tmp_path}"), progress=False)
+    (tmp_path / "policy.npz").write_text("not a zip")
+    with pytest.raises(ValueError, match=r"^agent\.checkpoint: .* is not a readable policy\.npz"):
+        run_backtest(compose("observation.window=4", f"agent.checkpoint={tmp_path}"),
+                     progress=False)
     env = optrader.make_vec(compose("execution.record_fills=true", env="training"))
     with pytest.raises(ValueError, match=r"backtest mode .*got env\.mode='training'"):
         run_agent(env, tmp_path / "policy.npz")

@@ -1,5 +1,6 @@
 """``python -m optrader.backtest``: argument rewriting, grids as one batch, per-asset envs, the
-output files and their formats, ranking, the memory budget and bad input."""
+output files and their formats, a checkpoint's run config under the command line's keys,
+ranking, the memory budget and bad input."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 from omegaconf import OmegaConf
 
 import optrader
+from optrader.agents.es import Policy, save_checkpoint
 from optrader.backtest.cli import prepare_argv, rank_envs, run_backtest
 from optrader.backtest.outputs import pad_stopped
 from optrader.backtest.runner import run_strategy
@@ -153,6 +155,37 @@ def test_cli_end_to_end(tmp_path):
         4 * 1459 / summary["seconds"], rel=1e-3)
     cfg = optrader.load_spec(OmegaConf.load(run_dir / "config.yaml"))
     assert cfg.env.mode == "backtest" and cfg.strategy.fast == (5.0, 10.0)
+
+
+def test_cli_checkpoint_runs_on_its_market_under_your_keys(tmp_path):
+    # a training run dir: 800 bars split 0.5 / 0.25 / 0.25, window 4, no commission
+    run = tmp_path / "train_run"
+    run.mkdir()
+    trained = optrader.compose("training", [
+        "data.n_bars=800", "data.split.train=0.5", "data.split.validation=0.25",
+        "observation.window=4", "execution.commission_bps=0"])
+    env = optrader.make_vec(trained, num_envs=1)
+    policy = Policy.for_env(env)
+    save_checkpoint(run / "policy.npz", np.zeros(policy.n_params), policy,
+                    env.observation_names)
+    (run / "config.yaml").write_text(OmegaConf.to_yaml(trained, resolve=True))
+    out = tmp_path / "bt"
+    proc = subprocess.run(
+        [sys.executable, "-m", "optrader.backtest", f"agent.checkpoint={run}",
+         "data.split.use=test", "execution.slippage_bps=3", f"hydra.run.dir={out}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((out / "backtest.json").read_text())
+    assert summary["checkpoint"] == str(run / "policy.npz") and summary["strategy"] == "agent"
+    # the test split (bars 600..799), window 4: the first decision at bar 603
+    assert summary["start"] == pd.Timestamp(SYNTHETIC_T0 + 603 * DAY_NS, tz="UTC").isoformat()
+    assert summary["n_steps"] == 799 - 603
+    used = OmegaConf.load(out / "config.yaml")
+    assert used.data.n_bars == 800 and used.data.split.use == "test"
+    assert used.observation.window == 4 and used.execution.commission_bps == 0
+    assert used.execution.slippage_bps == 3
+    log = (out / "backtest.log").read_text()
+    assert "data (yours: data.split.use)" in log and "execution (yours: " in log
 
 
 def test_cli_refusals_exit_2_with_one_line(tmp_path):

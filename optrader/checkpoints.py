@@ -1,0 +1,181 @@
+"""Checkpoints of ``optrader.train`` and the config they were trained with, for every command
+that runs one (``optrader.validate``, ``optrader.backtest``).
+
+``agent.checkpoint`` is a ``policy.npz`` or the run dir of ``optrader.train`` holding one
+(``resolve_checkpoint``). When the ``config.yaml`` that training wrote sits beside it,
+``checkpoint_config`` takes its ``data``, ``observation``, ``action``, ``execution``, ``risk`` and
+``reward`` groups (``CHECKPOINT_GROUPS``), so the policy runs on the observation layout, action
+space, market, costs, risk rules and reward it was trained with. Your keys win:
+
+* a group choice (``execution=realistic``) keeps your whole group;
+* a key under a group (``execution.commission_bps=5``, ``data.split.use=test``) keeps your value
+  on top of the trained group; ``~key`` removes it from the trained group too.
+
+Your keys are the override strings the config was composed with (``override_keys``); without
+them, the keys where the config differs from the default composition of its mode
+(``inferred_user_keys``), which cannot tell a default you set on purpose. Every other group
+(``env``, ``agent``, ``backtest``, ``validation``, ...) and ``seed`` stay yours.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from omegaconf import DictConfig, OmegaConf
+
+from optrader.config import ConfigError, available, compose
+
+CHECKPOINT_FILE = "policy.npz"
+RUN_CONFIG_FILE = "config.yaml"
+# what a policy's input and output, and the market and costs it learned on, depend on
+CHECKPOINT_GROUPS = ("data", "observation", "action", "execution", "risk", "reward")
+_EXPECTED = (f"expected a {CHECKPOINT_FILE} or the run dir of `python -m optrader.train "
+             f"+env=training` holding one")
+
+
+class CheckpointConfig(NamedTuple):
+    """What ``checkpoint_config`` found and the config to run."""
+
+    path: Path  # the policy file
+    run_config: Path | None  # the run's config.yaml beside it, None if there is none
+    config: DictConfig  # the config to run: yours with the groups taken from run_config
+    taken: dict[str, list[str]]  # group taken -> your keys kept in it; {} without run_config
+    trained: DictConfig | None  # the run's config (None without run_config)
+    user_keys: set[str]  # the keys counted as yours (override_keys or inferred_user_keys)
+
+
+def resolve_checkpoint(path: str | Path) -> tuple[Path, Path | None]:
+    """(the policy file, the run's config.yaml beside it or None) of ``agent.checkpoint``.
+
+    ``path`` is a policy file or a directory holding ``policy.npz``; ConfigError otherwise.
+    """
+    if not str(path).strip():
+        raise ConfigError(f"agent.checkpoint: {_EXPECTED}, got ''; pass "
+                          f"agent.checkpoint=outputs/DATE/TIME")
+    given = Path(path).expanduser()
+    p = given / CHECKPOINT_FILE if given.is_dir() else given
+    if given.is_dir() and not p.is_file():
+        raise ConfigError(f"agent.checkpoint: {_EXPECTED}, got the directory {str(path)!r} "
+                          f"(no {CHECKPOINT_FILE} in that directory)")
+    if not p.is_file():
+        raise ConfigError(f"agent.checkpoint: {_EXPECTED}, got {str(path)!r} (no such file or "
+                          f"directory)")
+    config = p.parent / RUN_CONFIG_FILE
+    return p, (config if config.is_file() else None)
+
+
+def checkpoint_config(cfg: DictConfig, checkpoint: str | Path,
+                      overrides: Iterable[str] | None = None) -> CheckpointConfig:
+    """``cfg`` with the ``CHECKPOINT_GROUPS`` of the checkpoint's run config, under your keys.
+
+    Args:
+        cfg: the composed config of the command.
+        checkpoint: ``agent.checkpoint`` (``resolve_checkpoint``).
+        overrides: the override strings ``cfg`` was composed with; their keys win over the run
+            config. None: the keys where ``cfg`` differs from its mode's defaults.
+
+    Returns:
+        A ``CheckpointConfig``; without a run config, ``config`` is ``cfg`` and ``taken`` {}.
+    """
+    path, run_config = resolve_checkpoint(checkpoint)
+    keys = override_keys(overrides) if overrides is not None else inferred_user_keys(cfg)
+    if run_config is None:
+        return CheckpointConfig(path, None, cfg, {}, None, keys)
+    trained = OmegaConf.load(run_config)
+    merged, taken = take_checkpoint_groups(cfg, trained, keys)
+    return CheckpointConfig(path, run_config, merged, taken, trained, keys)
+
+
+def describe_taken(taken: dict[str, list[str]]) -> str:
+    """``taken`` for a log line: ``data; execution (yours: execution.commission_bps); ...``."""
+    return "; ".join(g + (f" (yours: {', '.join(k)})" if k else "") for g, k in taken.items())
+
+
+def override_keys(overrides: Iterable[str]) -> set[str]:
+    """Dotted keys set by Hydra override strings (``a.b=1``, ``+a.b=1``, ``~a.b``, and
+    ``group=option`` as the whole group), without ``hydra.*``."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    keys = set()
+    for o in map(str, overrides):
+        try:
+            keys.add(parser.parse_override(o).key_or_group)
+        except HydraException:  # not an override (an option's value); Hydra judges the rest
+            continue
+    return {k for k in keys if k != "hydra" and not k.startswith("hydra.")}
+
+
+def inferred_user_keys(cfg: DictConfig) -> set[str]:
+    """Keys of the checkpoint groups where ``cfg`` differs from the default composition of its
+    mode: a leaf whose value differs, or the whole group when its keys differ (another
+    option of the group, e.g. data=parquet)."""
+    mode = OmegaConf.select(cfg, "env.mode")
+    base = compose(mode if mode in available("env") else "validation")
+    keys = set()
+    for group in CHECKPOINT_GROUPS:
+        ours, theirs = (_flat(OmegaConf.to_container(c.get(group, {}), resolve=True), group)
+                        for c in (cfg, base))
+        if ours.keys() != theirs.keys():
+            keys.add(group)
+        keys |= {k for k, v in ours.items() if k in theirs and v != theirs[k]}
+    return keys
+
+
+def take_checkpoint_groups(cfg: DictConfig, trained: DictConfig,
+                           keys: set[str]) -> tuple[DictConfig, dict[str, list[str]]]:
+    """``cfg`` with each of ``CHECKPOINT_GROUPS`` replaced by the trained run's, except the keys
+    in ``keys`` (a whole group, or dotted leaves re-applied on top from ``cfg``).
+
+    Returns:
+        (the merged config, group taken -> the keys of yours kept in it).
+    """
+    merged = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    taken = {}
+    for group in CHECKPOINT_GROUPS:
+        if group in keys or group not in trained:
+            continue
+        merged[group] = OmegaConf.to_container(trained[group], resolve=True)
+        kept = sorted(k for k in keys if k.startswith(group + "."))
+        for k in kept:
+            value = OmegaConf.select(cfg, k, default=_ABSENT)
+            if value is _ABSENT:  # ~key: removed by the user, so removed here too
+                parent, _, leaf = k.rpartition(".")
+                node = OmegaConf.select(merged, parent)
+                if isinstance(node, DictConfig) and leaf in node:
+                    del node[leaf]
+            else:
+                OmegaConf.update(merged, k, value, merge=False, force_add=True)
+        taken[group] = kept
+    return merged, taken
+
+
+_ABSENT = object()
+
+
+def _flat(d: Any, prefix: str) -> dict[str, Any]:
+    if not isinstance(d, dict) or not d:
+        return {prefix: d}
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}.{k}"))
+    return out
+
+
+def load_checkpoint_file(path: str | Path, env):
+    """``optrader.agents.es.load_checkpoint(path, env)`` with an unreadable file reported as a
+    ValueError (``agent.checkpoint: ... is not a readable policy.npz``)."""
+    from optrader.agents.es import load_checkpoint
+
+    if not zipfile.is_zipfile(path):  # np.load would try to unpickle it
+        raise ValueError(f"agent.checkpoint: {path} is not a readable {CHECKPOINT_FILE} (not an "
+                         f".npz archive)")
+    try:
+        return load_checkpoint(path, env)
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"agent.checkpoint: {path} is not a readable {CHECKPOINT_FILE} "
+                         f"({type(exc).__name__}: {exc})") from None
