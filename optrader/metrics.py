@@ -43,6 +43,10 @@ pnl / (qty x entry_price), bars = exit_bar - entry_bar, entry_fill / exit_fill =
 fills given. An open lot has exit_bar, bars, exit_fill = -1 and exit_price, pnl, return = NaN."""
 
 METRIC_NAMES = tuple(name.lower() for name in Metric._fields)
+LOWER_IS_BETTER = frozenset({"ann_vol", "max_drawdown", "max_dd_duration", "var_95", "cvar_95",
+                             "avg_loss", "max_consec_losses"})
+"""Metrics where the smallest value ranks first (risks and losses are positive numbers); every
+other metric ranks largest first (backtest tables, report selection)."""
 _FILL_FIELDS = ("env", "bar", "asset", "qty", "price", "commission")
 _INT_METRICS = (Metric.MAX_DD_DURATION, Metric.N_TRADES, Metric.MAX_CONSEC_LOSSES)
 _I_COLUMNS = {"env": TradeInt.ENV, "asset": TradeInt.ASSET, "side": TradeInt.SIDE,

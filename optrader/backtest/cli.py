@@ -38,14 +38,11 @@ from optrader.backtest.outputs import pad_stopped, write_outputs
 from optrader.backtest.runner import backtest_metrics, run_strategy
 from optrader.checkpoints import checkpoint_config, describe_taken
 from optrader.config import ConfigError, config_dir, load_spec
+from optrader.metrics import LOWER_IS_BETTER
 from optrader.research_config import STRATEGY_PARAMS, kernel_params, strategy_grid
 
 log = logging.getLogger(__name__)
 
-# Metrics where smaller is better (losses and risk given as positive numbers): the table ranks
-# them ascending. Every other metric ranks descending; NaN ranks last either way.
-LOWER_IS_BETTER = frozenset({"ann_vol", "max_drawdown", "max_dd_duration", "var_95", "cvar_95",
-                             "avg_loss", "max_consec_losses"})
 TABLE_METRICS = ("total_return", "cagr", "sharpe", "sortino", "max_drawdown", "n_trades",
                  "win_rate")
 _PERCENT = frozenset({"total_return", "cagr", "ann_vol", "max_drawdown", "win_rate", "var_95",

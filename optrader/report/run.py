@@ -21,10 +21,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from optrader.metrics import LOWER_IS_BETTER
+
 ID_COLUMNS = ("env", "strategy", "asset")
-LOWER_IS_BETTER = frozenset({"ann_vol", "max_drawdown", "max_dd_duration", "var_95", "cvar_95",
-                             "avg_loss", "max_consec_losses"})
-"""Metrics where the smallest value ranks first (risks and losses are positive numbers)."""
 
 
 class ReportError(ValueError):

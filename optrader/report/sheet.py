@@ -246,7 +246,7 @@ def write_report(run_dir, env: int | None = None, fmt: str = "html", out=None,
             directory; None: report.html / report.png in ``run_dir``.
         metric: the ranking metric choosing the env and colouring the parameter heat map; None:
             backtest.json's ``rank_by``. The best is the largest, or the smallest for risks and
-            losses (``run.LOWER_IS_BETTER``); NaN ranks last.
+            losses (``optrader.metrics.LOWER_IS_BETTER``); NaN ranks last.
         log: equity on a log scale.
         force: overwrite an existing file that is not an earlier report.
 
