@@ -29,13 +29,13 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import hydra
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from kernels.enums import Account, BarField, Clock
+from kernels.enums import BarField
 from optrader.agents.es import buy_and_hold_actor, policy_actor, random_actor
 from optrader.checkpoints import (
     checkpoint_config,
@@ -45,6 +45,7 @@ from optrader.checkpoints import (
 )
 from optrader.config import ConfigError, config_dir, load_spec
 from optrader.metrics import METRIC_NAMES, compute_metrics, round_trips
+from optrader.rollouts import Rollout, play_episodes
 from optrader.validation_stats import (
     evaluate_gates,
     json_number,
@@ -80,62 +81,19 @@ def episode_starts(first: int, last_start: int, k: int) -> np.ndarray:
     return np.rint(np.linspace(first, last_start, k)).astype(np.int64)
 
 
-class Episodes(NamedTuple):
-    """One batch of episodes, one env each (n envs, L = episode length)."""
-
-    equity: np.ndarray  # float64 (n, L+1) currency, NaN after an episode's last bar
-    gross: np.ndarray  # float64 (n, L) gross notional per bar, currency, NaN-padded
-    traded: np.ndarray  # float64 (n, L) traded notional per bar, currency, NaN-padded
-    fills: np.ndarray  # FILL_DTYPE, each env's fills in time order, end-of-episode closes last
-    steps: np.ndarray  # int64 (n,) bars played
-    terminated: np.ndarray  # bool (n,) ended by a termination (bankrupt, breaker)
+def run_episodes(env, actor, starts: np.ndarray, seed: int) -> Rollout:
+    """``optrader.rollouts.play_episodes``, with each position still open at an episode's end
+    closed by a fill at the end bar's close without commission: trade statistics count it as a
+    round trip marked there."""
+    ep = play_episodes(env, actor, starts, seed)
+    return ep._replace(fills=_with_closes(ep.fills, ep.final_position, starts + ep.steps,
+                                          env.market.bars[BarField.CLOSE]))
 
 
-def run_episodes(env, actor, starts: np.ndarray, seed: int) -> Episodes:
-    """Play one episode per env from ``starts`` (int64 (n,)) with ``actor``; record the equity
-    curves, notionals and fills until each env's first done (next-step autoreset: a done env's
-    book holds its final state until its next step, which resets it and is ignored)."""
-    n, length = env.num_envs, env.config.env.episode_length
-    close = env.market.bars[BarField.CLOSE]  # (T, A)
-    acct, position = env.portfolio.acct, env.portfolio.position
-    obs, _ = env.reset(seed=seed, options={"start_bars": starts})
-    env.drain_fills()  # nothing should be there; keep the records of this batch only
-    equity = np.full((n, length + 1), np.nan)
-    equity[:, 0] = acct[:, Account.EQUITY]
-    gross, traded = np.full((n, length), np.nan), np.full((n, length), np.nan)
-    steps, terminated = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.bool_)
-    alive = np.ones(n, dtype=np.bool_)
-    final_pos = np.zeros_like(position)
-    fills = []
-    for t in range(length):
-        obs, _, term, trunc, _ = env.step(actor(obs))
-        f = env.drain_fills()
-        f = f[alive[f["env"]]]
-        fills.append(f)
-        bar = env.episode.clock[:, Clock.BAR]
-        equity[alive, t + 1] = acct[alive, Account.EQUITY]
-        gross[alive, t] = (np.abs(position) * close[bar]).sum(axis=1)[alive]
-        traded[alive, t] = np.bincount(f["env"], weights=np.abs(f["qty"] * f["price"]),
-                                       minlength=n)[alive]
-        steps += alive
-        done = alive & (term | trunc)
-        terminated |= done & term
-        final_pos[done] = position[done]
-        alive &= ~done
-        if not alive.any():
-            break
-    if alive.any():  # starts leave room for a whole episode: every env truncates by then
-        raise RuntimeError(f"run_episodes: envs {np.nonzero(alive)[0][:10].tolist()} did not "
-                           f"finish in {length} steps")
-    end_bars = starts + steps
-    return Episodes(equity, gross, traded, _with_closes(fills, final_pos, end_bars, close),
-                    steps, terminated)
-
-
-def _with_closes(fills: list, final_pos: np.ndarray, end_bars: np.ndarray,
+def _with_closes(fills: np.ndarray, final_pos: np.ndarray, end_bars: np.ndarray,
                  close: np.ndarray) -> np.ndarray:
     """The fills plus, per open position at an episode's end, a closing fill at the end bar's
-    close without commission: trade statistics count it as a round trip marked there."""
+    close without commission."""
     from optrader.envs.vector import FILL_DTYPE
 
     env_idx, asset = np.nonzero(final_pos)
@@ -144,10 +102,10 @@ def _with_closes(fills: list, final_pos: np.ndarray, end_bars: np.ndarray,
     closes["qty"] = -final_pos[env_idx, asset]
     closes["side"] = np.sign(closes["qty"]).astype(np.int8)
     closes["price"] = close[end_bars[env_idx], asset]
-    return np.concatenate([*fills, closes]) if fills else closes
+    return np.concatenate([fills, closes])
 
 
-def episode_metrics(env, ep: Episodes, starts: np.ndarray, periods_per_year: float,
+def episode_metrics(env, ep: Rollout, starts: np.ndarray, periods_per_year: float,
                     risk_free: float):
     """DataFrame, one row per episode: episode, start_bar, end_bar, start_time, end_time
     (UTC), steps, terminated, then every metric of ``optrader.metrics``."""

@@ -1,10 +1,10 @@
 """Backtests of a trained policy: step a backtest-mode env from Python with a checkpoint's
 deterministic policy, from the split's first decision bar to its last bar.
 
-``run_agent(env, checkpoint)`` returns the same ``BacktestResult`` as ``run_strategy``: equity
-per bar, fill records (``drain_fills``), bars traded, exposed bars (gross notional
-sum |position| x close > 0 at the close after the step) and traded notional
-(sum |qty x price| of the fills). Every env of the batch runs the same policy, so one env is
+``run_agent(env, checkpoint)`` plays the episode with ``optrader.rollouts.play_episodes`` and
+returns the same ``BacktestResult`` as ``run_strategy``: equity per bar (flat after an env
+stopped), fill records, bars traded, exposed bars (gross notional sum |position| x close > 0 at
+the close after the step) and traded notional (sum |qty x price| of the fills). Every env of the batch runs the same policy, so one env is
 enough; more give identical rows.
 
 ``checkpoint`` is ``agent.checkpoint``: a ``policy.npz`` or the training run dir holding one
@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from kernels.enums import Account, BarField, Clock
-from optrader.agents.es import Checkpoint, check_fits, to_env_actions
+from optrader.agents.es import Checkpoint, check_fits, policy_actor
 from optrader.backtest.runner import BacktestResult
 from optrader.checkpoints import load_checkpoint_file, resolve_checkpoint
+from optrader.rollouts import play_episodes
 
 
 def run_agent(env, checkpoint: str | Path | Checkpoint,
@@ -62,38 +62,15 @@ def run_agent(env, checkpoint: str | Path | Checkpoint,
     n = env.num_envs
     start = env._first_bar
     n_steps = env._last_bar - start
-    obs, _ = env.reset(seed=spec.seed, options={"start_bars": np.full(n, start, dtype=np.int64)})
-    env.drain_fills()
-    acct, position = env.portfolio.acct, env.portfolio.position
-    close = env.market.bars[BarField.CLOSE]  # (T, A)
-    equity = np.empty((n, n_steps + 1))
-    equity[:, 0] = acct[:, Account.EQUITY]
-    alive = np.ones(n, dtype=np.bool_)
-    steps = np.zeros(n, dtype=np.int64)
-    exposed = np.zeros(n, dtype=np.int64)
-    traded = np.zeros(n)
-    fills = []
-    k = 0
-    while k < n_steps and alive.any():
-        actions = to_env_actions(env, ckpt.policy.act(ckpt.params, obs))
-        obs, _, terminated, truncated, _ = env.step(actions)
-        f = env.drain_fills()
-        f = f[alive[f["env"]]]  # a finished env autoresets on its next step: not part of it
-        fills.append(f)
-        traded += np.bincount(f["env"], weights=np.abs(f["qty"] * f["price"]), minlength=n)
-        gross = np.abs(position * close[env.episode.clock[:, Clock.BAR]]).sum(axis=1)
-        exposed += alive & (gross > 0.0)
-        steps += alive
-        equity[:, k + 1] = np.where(alive, acct[:, Account.EQUITY], equity[:, k])
-        alive &= ~(terminated | truncated)
-        k += 1
-        if on_step is not None:
-            on_step(k, n_steps)
-    equity[:, k + 1:] = equity[:, k:k + 1]  # a finished env stays as it ended
+    ep = play_episodes(env, policy_actor(env, ckpt.policy, ckpt.params),
+                       np.full(n, start, dtype=np.int64), spec.seed, on_step)
+    equity = ep.equity
+    for i in np.flatnonzero(ep.steps < n_steps):
+        equity[i, ep.steps[i] + 1:] = equity[i, ep.steps[i]]  # a finished env stays as it ended
     env._reset_done = False  # episodes consumed: the next user must reset
-    all_fills = np.concatenate(fills) if fills else env.drain_fills()[:0]
-    all_fills = all_fills[np.argsort(all_fills["env"], kind="stable")]  # env, then time
+    fills = ep.fills[np.argsort(ep.fills["env"], kind="stable")]  # env, then time
     ts = np.asarray(env.market.timestamps[start:start + n_steps + 1])
-    return BacktestResult(start, equity, ts, all_fills,
-                          np.bincount(all_fills["env"], minlength=n).astype(np.int64), steps,
-                          np.full(n, -1, dtype=np.int64), exposed, traded)
+    return BacktestResult(start, equity, ts, fills,
+                          np.bincount(fills["env"], minlength=n).astype(np.int64), ep.steps,
+                          np.full(n, -1, dtype=np.int64), (ep.gross > 0.0).sum(axis=1),
+                          np.nansum(ep.traded, axis=1))
