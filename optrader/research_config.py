@@ -44,22 +44,27 @@ def _check_strategy(self, key: str) -> None:
     _one_of(f"{key}.name", self.name, tuple(STRATEGY_PARAMS))
     for pname, _, _, kind in STRATEGY_PARAMS[self.name]:
         for v in _values(getattr(self, pname), f"{key}.{pname}"):
-            where = f"{key}.{pname}"
-            if kind in ("window", "window2", "seed"):
-                lo = {"window": 1, "window2": 2, "seed": 0}[kind]
-                if v != round(v) or v < lo:
-                    raise ConfigError(f"{where}: expected whole bars >= {lo}, got {v!r}"
-                                      if kind != "seed" else
-                                      f"{where}: expected a whole number >= 0, got {v!r}")
-            elif kind == "flag" and v not in (0.0, 1.0):
-                raise ConfigError(f"{where}: expected 0 or 1, got {v!r}")
-            elif kind == "prob":
-                _in_range(where, v, 0.0, 1.0)
+            check_param_value(f"{key}.{pname}", kind, v)
     grid = strategy_grid(self)[1]
     if self.name in ("sma_cross", "ema_cross") and grid.size and np.any(grid[:, 0] >= grid[:, 1]):
         bad = grid[np.argmax(grid[:, 0] >= grid[:, 1])]
         raise ConfigError(f"{key}: expected fast < slow in every grid point, got fast={bad[0]:g}, "
                           f"slow={bad[1]:g}")
+
+
+def check_param_value(where: str, kind: str, v: float) -> None:
+    """ConfigError unless v suits a parameter of ``kind`` (see STRATEGY_PARAMS); shared by the
+    config and ``run_strategy``'s kernel params."""
+    if kind in ("window", "window2", "seed"):
+        lo = {"window": 1, "window2": 2, "seed": 0}[kind]
+        if v != round(v) or v < lo:
+            raise ConfigError(f"{where}: expected whole bars >= {lo}, got {v!r}"
+                              if kind != "seed" else
+                              f"{where}: expected a whole number >= 0, got {v!r}")
+    elif kind == "flag" and v not in (0.0, 1.0):
+        raise ConfigError(f"{where}: expected 0 or 1, got {v!r}")
+    elif kind == "prob":
+        _in_range(where, v, 0.0, 1.0)
 
 
 def _values(v: Any, key: str) -> tuple[float, ...]:

@@ -34,8 +34,8 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from optrader.backtest.agent_run import run_agent
-from optrader.backtest.outputs import pad_stopped, write_outputs
-from optrader.backtest.runner import backtest_metrics, run_strategy
+from optrader.backtest.outputs import write_outputs
+from optrader.backtest.runner import backtest_metrics, pad_stopped, run_strategy
 from optrader.checkpoints import checkpoint_config, describe_taken
 from optrader.config import ConfigError, config_dir, load_spec
 from optrader.metrics import LOWER_IS_BETTER
@@ -139,7 +139,9 @@ def run_backtest(cfg: DictConfig, data=None, out_dir: str | Path | None = None,
 
     n, n_steps = result.equity.shape[0], result.equity.shape[1] - 1
     ppy = float(spec.metrics.periods_per_year or env._periods_per_year)
-    equity = pad_stopped(result.equity, result.steps)  # metrics see only the bars traded
+    equity = result.equity
+    if (result.steps < n_steps).any():
+        equity = pad_stopped(equity, result.steps)  # metrics see only the bars traded
     frame, trades = backtest_metrics(env, result._replace(equity=equity), periods_per_year=ppy,
                                      risk_free=spec.metrics.risk_free, params=params)
     frame = frame.reset_index(drop=True)

@@ -40,18 +40,6 @@ FILE_NAMES = {"metrics": "metrics.parquet", "equity": "equity.parquet",
               "trades": "trades.parquet", "summary": "backtest.json", "config": "config.yaml"}
 
 
-def pad_stopped(equity: np.ndarray, steps: np.ndarray) -> np.ndarray:
-    """Equity float64 (n, T+1) with NaN after each env's last traded bar: row i keeps columns
-    0..steps[i] (column steps[i] is the bar it stopped on). A copy; the input is unchanged."""
-    equity = np.array(equity, dtype=np.float64)
-    steps = np.asarray(steps)
-    if steps.shape != (equity.shape[0],):
-        raise ValueError(f"steps: expected shape ({equity.shape[0]},) (one per env), got "
-                         f"{steps.shape}")
-    equity[np.arange(equity.shape[1])[None, :] > steps[:, None]] = np.nan
-    return equity
-
-
 def metrics_table(frame) -> pa.Table:
     """The metrics DataFrame (``LEADING_COLUMNS``, parameters, metrics) as an Arrow table with
     the documented types: int64 env, string strategy and asset, every other column numeric."""

@@ -41,6 +41,7 @@ from kernels.step import FROZEN
 from kernels.strategies import N_STRATEGY_PARAM, N_STRATEGY_STATE, StrategyId, strategy_warmup
 from optrader.envs.vector import RANGE_ARG_NAMES, fill_records
 from optrader.metrics import compute_metrics, exposure_turnover, round_trips
+from optrader.research_config import STRATEGY_PARAMS, check_param_value
 
 STRATEGIES = {name.lower(): code for name, code in StrategyId._asdict().items()}
 
@@ -93,7 +94,7 @@ def run_strategy(env, strategy: str, params, *, assets=None, fill_cap: int | Non
     n_assets = env._n_assets
     sparams = _kernel_params(params, n)
     sel = _check_assets(assets, n, n_assets, kind)
-    _check_params(kind, sparams, 1 if sel is not None else n_assets)
+    _check_params(strategy, sparams, 1 if sel is not None else n_assets)
     lo, hi = env.split_range
     start = max(env._first_bar, lo + strategy_warmup(kind, sparams))
     n_steps = env._last_bar - start
@@ -192,8 +193,8 @@ def run_strategy(env, strategy: str, params, *, assets=None, fill_cap: int | Non
                            f"{int(fill_count.max())} fills, the fill_cap of {cap}; pass a larger "
                            f"fill_cap")
     env._reset_done = False  # the env's episodes were consumed: reset before stepping it
-    for i in np.flatnonzero(steps < n_steps):
-        equity[i, steps[i] + 1:] = np.nan  # an env that stopped has no bars after its last
+    if (steps < n_steps).any():
+        equity = pad_stopped(equity, steps)  # an env that stopped has no bars after its last
     fills = fill_records(fills_f, fills_i, fill_count)
     if extra_fills:
         fills = np.concatenate([fills, *extra_fills])
@@ -268,6 +269,18 @@ def _run_lean(env, args, kind, sparams, sel, rows, start, n_steps, n_chunks, on_
         env.risk_events[envs] = events
 
 
+def pad_stopped(equity: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """Equity float64 (n, T+1) with NaN after each env's last traded bar: row i keeps columns
+    0..steps[i] (column steps[i] is the bar it stopped on). A copy; the input is unchanged."""
+    equity = np.array(equity, dtype=np.float64)
+    steps = np.asarray(steps)
+    if steps.shape != (equity.shape[0],):
+        raise ValueError(f"steps: expected shape ({equity.shape[0]},) (one per env), got "
+                         f"{steps.shape}")
+    equity[np.arange(equity.shape[1])[None, :] > steps[:, None]] = np.nan
+    return equity
+
+
 def estimate_backtest_bytes(n_envs: int, n_steps: int, fill_cap: int) -> int:
     """Bytes a run allocates: equity curves plus fill buffers (the env itself excluded)."""
     return int(n_envs * ((n_steps + 1) * 8 + fill_cap * (N_RECORD_F + N_RECORD_I) * 8))
@@ -327,21 +340,11 @@ def _default_cap(n: int, n_steps: int, slots: int) -> int:
     return int(max(16, min(n_steps * slots + 1, per_env)))
 
 
-def _check_params(kind: int, p: np.ndarray, n_assets: int) -> None:
-    def whole(col, name, lo=1):
-        v = p[:, col]
-        if not (np.all(v == np.round(v)) and np.all(v >= lo)):
-            raise ValueError(f"params[:, {col}] ({name}): expected whole bars >= {lo}, got "
-                             f"{v[(v != np.round(v)) | (v < lo)][:5].tolist()}")
-
-    if kind in (StrategyId.SMA_CROSS, StrategyId.EMA_CROSS):
-        whole(0, "fast")
-        whole(1, "slow")
-    elif kind in (StrategyId.ZSCORE, StrategyId.BOLLINGER, StrategyId.MOMENTUM, StrategyId.RSI,
-                  StrategyId.PAIRS):
-        whole(0, "lookback", 2 if kind in (StrategyId.ZSCORE, StrategyId.BOLLINGER,
-                                           StrategyId.PAIRS) else 1)
-    if kind == StrategyId.PAIRS and n_assets < 2:
+def _check_params(name: str, p: np.ndarray, n_assets: int) -> None:
+    """Each used kernel param column against its kind (``STRATEGY_PARAMS``, the config's own
+    check)."""
+    for pname, col, _, kind in STRATEGY_PARAMS[name]:
+        for v in np.unique(p[:, col]):
+            check_param_value(f"params[:, {col}] ({pname})", kind, float(v))
+    if name == "pairs" and n_assets < 2:
         raise ValueError(f"pairs: expected at least 2 assets, got {n_assets}")
-    if kind == StrategyId.RANDOM and not np.all((p[:, 0] >= 0) & (p[:, 0] <= 1)):
-        raise ValueError("params[:, 0] (p_change): expected probabilities in [0, 1]")

@@ -17,8 +17,7 @@ from omegaconf import OmegaConf
 import optrader
 from optrader.agents.es import Policy, save_checkpoint
 from optrader.backtest.cli import prepare_argv, rank_envs, run_backtest
-from optrader.backtest.outputs import pad_stopped
-from optrader.backtest.runner import run_strategy
+from optrader.backtest.runner import pad_stopped, run_strategy
 from optrader.config import ConfigError
 from optrader.metrics import TRADE_DTYPE
 
