@@ -19,9 +19,10 @@ continues flat and ``clock[:, STEP]`` tells how many bars it traded.
 ``run_strategy_lean_nb``: the same backtest for configs without risk rules, working orders or
 latency (``optrader.backtest.runner.lean_eligible``), without the parts of the step a backtest
 does not read (observations, rewards, episode bookkeeping). Each env runs all its bars in one pass
-(env-major, so its bars stay in cache) through the step's own market-order code
-(``allowed_units_nb``, ``fill_order_nb``, ``equity_at_nb``), so equity and fills equal
-``run_strategy_nb``'s bit for bit (tested). Extra outputs per env: ``exposed`` int64 (n,) bars
+(env-major, so its bars stay in cache): the strategy's weights for a block of ``LEAN_BLOCK`` bars
+(``strategy_block_nb``, ``target_weights_rows_nb``), then per bar the step's own market-order
+code (``target_units_nb``, ``fill_order_nb``) and marks in the step's order of operations, so
+equity and fills equal ``run_strategy_nb``'s bit for bit (tested). Extra outputs per env: ``exposed`` int64 (n,) bars
 whose close gross notional was > 0, ``traded`` float64 (n,) the sum of |qty x price| of its fills,
 ``steps_out`` int64 (n,) bars traded. ``equity_out`` (n, n_steps + 1) keeps the curve; (n, 2)
 keeps only the initial and final equity. With ``on_change`` an asset is traded only when its
@@ -47,9 +48,9 @@ from kernels.enums import (
     RecordField,
 )
 from kernels.execution import should_trade_nb
-from kernels.portfolio import equity_at_nb, target_weights_nb
-from kernels.step import _RANGE_ARGS, _compile, allowed_units_nb, fill_order_nb, step_range_nb
-from kernels.strategies import strategy_init_nb, strategy_weights_nb
+from kernels.portfolio import target_units_nb, target_weights_rows_nb
+from kernels.step import _RANGE_ARGS, _compile, fill_order_nb, step_range_nb
+from kernels.strategies import strategy_block_nb, strategy_init_nb, strategy_weights_nb
 
 _RUN_SRC = f"""
 def _run_strategy(n_steps, n_chunks, kind, sparams, sstate, equity_out, fills_f, fills_i,
@@ -105,38 +106,47 @@ run_strategy_par_nb = _compile(_run_strategy, "run_strategy_par_nb", parallel=Tr
 # ---- lean path ----------------------------------------------------------------------------------
 
 
+LEAN_BLOCK = 256  # bars of target weights computed per strategy call (a (256, A) scratch)
+
+
 @njit(cache=True, nogil=True, error_model="numpy", parallel=True)
 def run_strategy_lean_nb(n_chunks, kind, sparams, sstate, start, n_steps, bars, series, tradable,
                          cost_params, slippage_model, commission_model, fill_mode, max_leverage,
-                         lot_size, allow_short, initial_cash, bankrupt_fraction, on_change, action,
-                         target, last_w, position, avg_px, trail_ref, acct, events, equity_out,
-                         fills_f, fills_i, fill_count, exposed, traded, steps_out):
+                         lot_size, allow_short, initial_cash, bankrupt_fraction, on_change,
+                         last_w, position, avg_px, trail_ref, acct, events, equity_out, fills_f,
+                         fills_i, fill_count, exposed, traded, steps_out):
     """Every env from bar ``start`` for ``n_steps`` bars; see the module docstring."""
-    n = action.shape[0]
+    n = position.shape[0]
     n_chunks = max(1, min(n, n_chunks))
     chunk = (n + n_chunks - 1) // n_chunks
     for c in prange(n_chunks):
+        weights = np.empty((LEAN_BLOCK, position.shape[1]))  # one scratch per chunk
         for i in range(c * chunk, min(n, c * chunk + chunk)):
             _lean_env_nb(i, kind, sparams, sstate, start, n_steps, bars, series, tradable,
                          cost_params, slippage_model, commission_model, fill_mode, max_leverage,
-                         lot_size, allow_short, initial_cash, bankrupt_fraction, on_change, action,
-                         target, last_w, position, avg_px, trail_ref, acct, events, equity_out,
+                         lot_size, allow_short, initial_cash, bankrupt_fraction, on_change,
+                         weights, last_w, position, avg_px, trail_ref, acct, events, equity_out,
                          fills_f, fills_i, fill_count, exposed, traded, steps_out)
     return 0
 
 
-# A plain (not inlined) function per env: inside the parallel kernel's outlined loop body Numba
-# keeps a reference-count increment and decrement around the array accesses of every bar, which
-# tripled the cost of a bar; here they are pruned.
+# Per-bar cost is the point of this kernel, so its bar loop calls no inlined function that takes
+# arrays: Numba keeps an atomic reference-count increment and decrement of each array argument
+# around every such call when the function has loops or branches (4-8 of them per bar tripled the
+# cost of a bar). The strategy runs a block of bars per call, trades go through a plain call
+# (``_lean_fill_nb``, a few % of bars), and the marks are written out here.
 @njit(cache=True, nogil=True, error_model="numpy")
 def _lean_env_nb(i, kind, sparams, sstate, start, n_steps, bars, series, tradable, cost_params,
                  slippage_model, commission_model, fill_mode, max_leverage, lot_size, allow_short,
-                 initial_cash, bankrupt_fraction, on_change, action, target, last_w, position,
-                 avg_px, trail_ref, acct, events, equity_out, fills_f, fills_i, fill_count, exposed, traded,
-                 steps_out):
-    n_assets = action.shape[1]
+                 initial_cash, bankrupt_fraction, on_change, weights, last_w, position, avg_px,
+                 trail_ref, acct, events, equity_out, fills_f, fills_i, fill_count, exposed,
+                 traded, steps_out):
+    n_assets = position.shape[1]
     ref_field = BarField.OPEN if fill_mode == FillPrice.NEXT_OPEN else BarField.CLOSE
+    next_open = fill_mode == FillPrice.NEXT_OPEN
     keep_curve = equity_out.shape[1] == n_steps + 1
+    borrow = cost_params[i, CostParam.BORROW_PER_BAR]
+    cash_rate = cost_params[i, CostParam.CASH_RATE_PER_BAR]
     strategy_init_nb(kind, i, start, bars, sparams, sstate)
     for a in range(n_assets):
         position[i, a] = 0.0
@@ -148,50 +158,58 @@ def _lean_env_nb(i, kind, sparams, sstate, start, n_steps, bars, series, tradabl
     held = 0
     notional = 0.0
     steps = n_steps
-    for k in range(n_steps):
-        t = start + k
-        f = t + 1
-        ref_t = f if fill_mode == FillPrice.NEXT_OPEN else t
-        strategy_weights_nb(kind, i, t, bars, sparams, sstate, action)
-        target_weights_nb(action, i, max_leverage, target)
-        equity_ref = equity_at_nb(cash, position, i, bars, ref_field, ref_t)
-        cost = 0.0
-        for a in range(n_assets):
-            w = target[i, a]
-            if on_change and w == last_w[i, a]:
-                continue  # the signal holds: keep the position (it drifts with the price)
-            ref_px = bars[ref_field, ref_t, a]
-            units = allowed_units_nb(i, w, equity_ref, ref_px, lot_size, allow_short, events)
-            qty = units - position[i, a]
-            if not should_trade_nb(qty, units):
+    for b0 in range(0, n_steps, LEAN_BLOCK):
+        nb = min(LEAN_BLOCK, n_steps - b0)
+        strategy_block_nb(kind, i, start + b0, nb, bars, sparams, sstate, weights, 0)
+        target_weights_rows_nb(weights, nb, max_leverage)
+        for kk in range(nb):
+            k = b0 + kk
+            t = start + k
+            f = t + 1
+            ref_t = f if next_open else t
+            equity_ref = cash  # equity_at_nb at the reference price
+            for a in range(n_assets):
+                equity_ref += position[i, a] * bars[ref_field, ref_t, a]
+            cost = 0.0
+            for a in range(n_assets):
+                w = weights[kk, a]
+                if on_change and w == last_w[i, a]:
+                    continue  # the signal holds: keep the position (it drifts with the price)
+                ref_px = bars[ref_field, ref_t, a]
+                units = target_units_nb(w, equity_ref, ref_px, lot_size)
+                if units < 0.0 and not allow_short:  # allowed_units_nb
+                    events[i, FillReason.SHORT_BLOCKED] += 1
+                    units = 0.0
+                qty = units - position[i, a]
+                if not should_trade_nb(qty, units):
+                    last_w[i, a] = w
+                    continue
+                if not tradable[ref_t, a]:
+                    events[i, FillReason.NOT_TRADABLE] += 1
+                    continue  # no bar to fill on: the order lapses and is retried next bar
                 last_w[i, a] = w
-                continue
-            if not tradable[ref_t, a]:
-                events[i, FillReason.NOT_TRADABLE] += 1
-                continue  # no bar to fill on: the order lapses and is retried next bar
-            last_w[i, a] = w
-            m = fill_count[i]
-            cash, cost = fill_order_nb(i, a, qty, ref_px, ref_t, t, OrderType.MARKET, bars,
-                                       series, cost_params, slippage_model, commission_model,
-                                       acct, position, avg_px, trail_ref, events, True, fills_f,
-                                       fills_i, fill_count, lot_size, cash, cost)
-            if fill_count[i] > m:
-                notional += abs(fills_f[i, m, RecordField.QTY] * fills_f[i, m, RecordField.PRICE])
-        # carry over bar f, exactly as the step does
-        borrow = cost_params[i, CostParam.BORROW_PER_BAR]
-        gross = 0.0
-        for a in range(n_assets):
-            if borrow > 0.0 and position[i, a] < 0.0:
-                cash -= -position[i, a] * bars[BarField.CLOSE, f, a] * borrow
-            gross += abs(position[i, a]) * bars[BarField.CLOSE, f, a]
-        cash += cash * cost_params[i, CostParam.CASH_RATE_PER_BAR]
-        equity = equity_at_nb(cash, position, i, bars, BarField.CLOSE, f)
-        if gross > 0.0:
-            held += 1
-        if keep_curve:
-            equity_out[i, k + 1] = equity
-        if equity <= bankrupt_fraction * initial_cash or equity <= 0.0:
-            steps = k + 1
+                cash, cost, notional = _lean_fill_nb(
+                    i, a, qty, ref_px, ref_t, t, bars, series, cost_params, slippage_model,
+                    commission_model, acct, position, avg_px, trail_ref, events, fills_f,
+                    fills_i, fill_count, lot_size, cash, cost, notional)
+            # carry over bar f, exactly as the step does
+            gross = 0.0
+            for a in range(n_assets):
+                if borrow > 0.0 and position[i, a] < 0.0:
+                    cash -= -position[i, a] * bars[BarField.CLOSE, f, a] * borrow
+                gross += abs(position[i, a]) * bars[BarField.CLOSE, f, a]
+            cash += cash * cash_rate
+            equity = cash  # equity_at_nb at the close of bar f
+            for a in range(n_assets):
+                equity += position[i, a] * bars[BarField.CLOSE, f, a]
+            if gross > 0.0:
+                held += 1
+            if keep_curve:
+                equity_out[i, k + 1] = equity
+            if equity <= bankrupt_fraction * initial_cash or equity <= 0.0:
+                steps = k + 1
+                break
+        if steps < n_steps:
             break
     if not keep_curve:
         equity_out[i, equity_out.shape[1] - 1] = equity
@@ -199,12 +217,20 @@ def _lean_env_nb(i, kind, sparams, sstate, start, n_steps, bars, series, tradabl
     acct[i, Account.EQUITY] = equity
     exposed[i] = held
     traded[i] = notional
-    # every array is used once more in this last block, so all die here and Numba prunes their
-    # reference counting out of the bar loop (the sim_rows.sim_advance_nb trick)
-    alive = (bars.shape[0] + series.shape[0] + tradable.shape[0] + cost_params.shape[0]
-             + sparams.shape[0] + sstate.shape[0] + action.shape[0] + target.shape[0]
-             + last_w.shape[0]
-             + position.shape[0] + avg_px.shape[0] + trail_ref.shape[0] + acct.shape[0]
-             + events.shape[0] + equity_out.shape[0] + fills_f.shape[0] + fills_i.shape[0]
-             + fill_count.shape[0] + exposed.shape[0] + traded.shape[0])
-    steps_out[i] = steps + 0 * alive
+    steps_out[i] = steps
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _lean_fill_nb(i, a, qty, ref_px, ref_t, t, bars, series, cost_params, slippage_model,
+                  commission_model, acct, position, avg_px, trail_ref, events, fills_f, fills_i,
+                  fill_count, lot_size, cash, cost, notional):
+    """A market order through the step's ``fill_order_nb``; returns (cash, cost, notional) with
+    the fill's |qty x price| added to notional."""
+    m = fill_count[i]
+    cash, cost = fill_order_nb(i, a, qty, ref_px, ref_t, t, OrderType.MARKET, bars, series,
+                               cost_params, slippage_model, commission_model, acct, position,
+                               avg_px, trail_ref, events, True, fills_f, fills_i, fill_count,
+                               lot_size, cash, cost)
+    if fill_count[i] > m:
+        notional += abs(fills_f[i, m, RecordField.QTY] * fills_f[i, m, RecordField.PRICE])
+    return cash, cost, notional

@@ -11,13 +11,19 @@ from numba import njit
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def clip_weight_nb(action, max_leverage):
+    """One action clipped to [-1, 1] and scaled to a weight of at most max_leverage."""
+    return min(1.0, max(-1.0, action)) * max_leverage
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def target_weights_nb(action, i, max_leverage, out):
     """Row i: clip each action to [-1, 1], scale by max_leverage, and scale down if gross > cap.
 
     Writes out[i]; returns the gross exposure of the targets (<= max_leverage)."""
     gross = 0.0
     for a in range(action.shape[1]):
-        w = min(1.0, max(-1.0, action[i, a])) * max_leverage
+        w = clip_weight_nb(action[i, a], max_leverage)
         out[i, a] = w
         gross += abs(w)
     if gross > max_leverage:
@@ -27,6 +33,24 @@ def target_weights_nb(action, i, max_leverage, out):
             out[i, a] *= k
         gross = max_leverage
     return gross
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def target_weights_rows_nb(w, n_rows, max_leverage):
+    """``target_weights_nb`` on rows 0..n_rows-1 of w float64 (rows, A), in place.
+
+    Written out rather than calling target_weights_nb per row: an inlined function with loops
+    keeps Numba's atomic reference counting of its array arguments around every call."""
+    for r in range(n_rows):
+        gross = 0.0
+        for a in range(w.shape[1]):
+            x = clip_weight_nb(w[r, a], max_leverage)
+            w[r, a] = x
+            gross += abs(x)
+        if gross > max_leverage:
+            k = max_leverage / gross
+            for a in range(w.shape[1]):
+                w[r, a] *= k
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")

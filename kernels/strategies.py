@@ -124,124 +124,215 @@ def strategy_init_nb(kind, i, t, bars, params, state):
         state[i, 0, 0], state[i, 1, 0] = _window_sums(bars, t - 1, int(params[i, 0]), 0, True)
 
 
-@njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _hold(state, i, a, signal):
-    """Keep the held position unless the signal says otherwise (NaN: hold)."""
-    if signal == signal:
-        state[i, 3, a] = signal
-    return state[i, 3, a]
+# ---- weights, a block of bars at a time ---------------------------------------------------------
+# One plain (not inlined) function per strategy, each a tight loop over bars with its state in
+# local variables: called once per block, the dispatch on ``kind`` and Numba's reference counting
+# of the array arguments (which an inlined function with loops keeps around every call) cost once
+# per block instead of once per bar.
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _buy_and_hold_block(i, t0, nb, bars, params, state, out, row0):
+    for k in range(nb):
+        for a in range(bars.shape[2]):
+            out[row0 + k, a] = 1.0
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _sma_cross_block(i, t0, nb, bars, params, state, out, row0):
+    f = int(params[i, 0])
+    sl = int(params[i, 1])
+    down = 0.0 if params[i, 2] > 0.0 else -1.0
+    for a in range(bars.shape[2]):
+        sf = state[i, 0, a]
+        ss = state[i, 1, a]
+        for k in range(nb):
+            t = t0 + k
+            c = bars[BarField.CLOSE, t, a]
+            sf = sf + c - bars[BarField.CLOSE, t - f, a]
+            ss = ss + c - bars[BarField.CLOSE, t - sl, a]
+            out[row0 + k, a] = 1.0 if sf / f > ss / sl else down
+        state[i, 0, a] = sf
+        state[i, 1, a] = ss
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _ema_cross_block(i, t0, nb, bars, params, state, out, row0):
+    af = 2.0 / (params[i, 0] + 1.0)
+    asl = 2.0 / (params[i, 1] + 1.0)
+    down = 0.0 if params[i, 2] > 0.0 else -1.0
+    for a in range(bars.shape[2]):
+        ef = state[i, 0, a]
+        es = state[i, 1, a]
+        for k in range(nb):
+            c = bars[BarField.CLOSE, t0 + k, a]
+            ef = ef + af * (c - ef)
+            es = es + asl * (c - es)
+            out[row0 + k, a] = 1.0 if ef > es else down
+        state[i, 0, a] = ef
+        state[i, 1, a] = es
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def strategy_weights_nb(kind, i, t, bars, params, state, out):
-    """Env i's target weights at close t into out[i]; advances its state by bar t."""
-    n_assets = bars.shape[2]
-    if kind == StrategyId.BUY_AND_HOLD:
-        for a in range(n_assets):
-            out[i, a] = 1.0
-        return
-    if kind == StrategyId.PAIRS:
-        w = int(params[i, 0])
+def _band_signal(kind, c, mean, sd, p1, p2, held):
+    """ZSCORE / BOLLINGER signal at one bar: +1, -1, 0, or NaN to hold (scalars only)."""
+    if kind == StrategyId.ZSCORE:
+        z = (c - mean) / sd if sd > 0.0 else 0.0
+        if z > p1:
+            return -1.0
+        if z < -p1:
+            return 1.0
+        if abs(z) < p2:
+            return 0.0
+        return np.nan
+    if c < mean - p1 * sd:
+        return 1.0
+    if c > mean + p1 * sd:
+        return -1.0
+    if (held > 0.0 and c >= mean) or (held < 0.0 and c <= mean):
+        return 0.0
+    return np.nan
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _band_block(kind, i, t0, nb, bars, params, state, out, row0):
+    w = int(params[i, 0])
+    p1 = params[i, 1]
+    p2 = params[i, 2]
+    for a in range(bars.shape[2]):
+        s = state[i, 0, a]
+        s2 = state[i, 1, a]
+        held = state[i, 3, a]
+        for k in range(nb):
+            t = t0 + k
+            c = bars[BarField.CLOSE, t, a]
+            old = bars[BarField.CLOSE, t - w, a]
+            s = s + c - old
+            s2 = s2 + c * c - old * old
+            mean = s / w
+            sd = math.sqrt(max(s2 / w - mean * mean, 0.0))
+            sig = _band_signal(kind, c, mean, sd, p1, p2, held)
+            if sig == sig:
+                held = sig
+            out[row0 + k, a] = held
+        state[i, 0, a] = s
+        state[i, 1, a] = s2
+        state[i, 3, a] = held
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _momentum_block(i, t0, nb, bars, params, state, out, row0):
+    lb = int(params[i, 0])
+    long_only = params[i, 1] > 0.0
+    for a in range(bars.shape[2]):
+        for k in range(nb):
+            t = t0 + k
+            r = bars[BarField.CLOSE, t, a] / bars[BarField.CLOSE, t - lb, a] - 1.0
+            out[row0 + k, a] = 1.0 if r > 0.0 else (0.0 if long_only or r == 0.0 else -1.0)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _rsi_block(i, t0, nb, bars, params, state, out, row0):
+    n = params[i, 0]
+    lower = params[i, 1]
+    upper = params[i, 2]
+    for a in range(bars.shape[2]):
+        g = state[i, 0, a]
+        lo = state[i, 1, a]
+        held = state[i, 3, a]
+        for k in range(nb):
+            t = t0 + k
+            c = bars[BarField.CLOSE, t, a]
+            d = c - bars[BarField.CLOSE, t - 1, a]
+            g = (g * (n - 1.0) + max(d, 0.0)) / n
+            lo = (lo * (n - 1.0) + max(-d, 0.0)) / n
+            rsi = 100.0 if lo == 0.0 else 100.0 - 100.0 / (1.0 + g / lo)
+            if rsi < lower:
+                held = 1.0
+            elif rsi > upper:
+                held = -1.0
+            elif (held > 0.0 and rsi >= 50.0) or (held < 0.0 and rsi <= 50.0):
+                held = 0.0
+            out[row0 + k, a] = held
+        state[i, 0, a] = g
+        state[i, 1, a] = lo
+        state[i, 3, a] = held
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _pairs_block(i, t0, nb, bars, params, state, out, row0):
+    w = int(params[i, 0])
+    entry = params[i, 1]
+    exit_ = params[i, 2]
+    s = state[i, 0, 0]
+    s2 = state[i, 1, 0]
+    held = state[i, 3, 0]
+    for k in range(nb):
+        t = t0 + k
         x = math.log(bars[BarField.CLOSE, t, 0]) - math.log(bars[BarField.CLOSE, t, 1])
         old = math.log(bars[BarField.CLOSE, t - w, 0]) - math.log(bars[BarField.CLOSE, t - w, 1])
-        s = state[i, 0, 0] + x - old
-        s2 = state[i, 1, 0] + x * x - old * old
-        state[i, 0, 0] = s
-        state[i, 1, 0] = s2
+        s = s + x - old
+        s2 = s2 + x * x - old * old
         mean = s / w
         var = max(s2 / w - mean * mean, 0.0)
         z = (x - mean) / math.sqrt(var) if var > 0.0 else 0.0
-        sig = np.nan
-        if z > params[i, 1]:
-            sig = -1.0
-        elif z < -params[i, 1]:
-            sig = 1.0
-        elif abs(z) < params[i, 2]:
-            sig = 0.0
-        pos = _hold(state, i, 0, sig)
-        out[i, 0] = 0.5 * pos
-        out[i, 1] = -0.5 * pos
-        for a in range(2, n_assets):
-            out[i, a] = 0.0
-        return
-    if kind == StrategyId.RANDOM:
-        # counter-based: uniforms hashed from (seed, env, bar, asset), so no stream to carry
-        seed = np.uint64(np.int64(params[i, 3]))
-        for a in range(n_assets):
+        if z > entry:
+            held = -1.0
+        elif z < -entry:
+            held = 1.0
+        elif abs(z) < exit_:
+            held = 0.0
+        out[row0 + k, 0] = 0.5 * held
+        out[row0 + k, 1] = -0.5 * held
+        for a in range(2, bars.shape[2]):
+            out[row0 + k, a] = 0.0
+    state[i, 0, 0] = s
+    state[i, 1, 0] = s2
+    state[i, 3, 0] = held
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _random_block(i, t0, nb, bars, params, state, out, row0):
+    # counter-based: uniforms hashed from (seed, env, bar, asset), so no stream to carry
+    seed = np.uint64(np.int64(params[i, 3]))
+    p = params[i, 0]
+    for a in range(bars.shape[2]):
+        w = state[i, 3, a]
+        for k in range(nb):
+            t = t0 + k
             key = (seed * _K0 + np.uint64(i) * _K1 + np.uint64(t) * _K2 + np.uint64(a) * _K3)
             u = float(_mix(key) >> np.uint64(11)) * 2.0**-53
             v = float(_mix(key + _K0) >> np.uint64(11)) * 2.0**-53
-            if u < params[i, 0]:
-                state[i, 3, a] = 2.0 * v - 1.0
-            out[i, a] = state[i, 3, a]
-        return
-    for a in range(n_assets):
-        c = bars[BarField.CLOSE, t, a]
-        weight = 0.0
-        if kind == StrategyId.SMA_CROSS:
-            f = int(params[i, 0])
-            sl = int(params[i, 1])
-            sf = state[i, 0, a] + c - bars[BarField.CLOSE, t - f, a]
-            ss = state[i, 1, a] + c - bars[BarField.CLOSE, t - sl, a]
-            state[i, 0, a] = sf
-            state[i, 1, a] = ss
-            up = sf / f > ss / sl
-            weight = 1.0 if up else (0.0 if params[i, 2] > 0.0 else -1.0)
-        elif kind == StrategyId.EMA_CROSS:
-            af = 2.0 / (params[i, 0] + 1.0)
-            asl = 2.0 / (params[i, 1] + 1.0)
-            ef = state[i, 0, a] + af * (c - state[i, 0, a])
-            es = state[i, 1, a] + asl * (c - state[i, 1, a])
-            state[i, 0, a] = ef
-            state[i, 1, a] = es
-            weight = 1.0 if ef > es else (0.0 if params[i, 2] > 0.0 else -1.0)
-        elif kind == StrategyId.ZSCORE or kind == StrategyId.BOLLINGER:
-            w = int(params[i, 0])
-            old = bars[BarField.CLOSE, t - w, a]
-            s = state[i, 0, a] + c - old
-            s2 = state[i, 1, a] + c * c - old * old
-            state[i, 0, a] = s
-            state[i, 1, a] = s2
-            mean = s / w
-            sd = math.sqrt(max(s2 / w - mean * mean, 0.0))
-            sig = np.nan
-            if kind == StrategyId.ZSCORE:
-                z = (c - mean) / sd if sd > 0.0 else 0.0
-                if z > params[i, 1]:
-                    sig = -1.0
-                elif z < -params[i, 1]:
-                    sig = 1.0
-                elif abs(z) < params[i, 2]:
-                    sig = 0.0
-            else:
-                held = state[i, 3, a]
-                if c < mean - params[i, 1] * sd:
-                    sig = 1.0
-                elif c > mean + params[i, 1] * sd:
-                    sig = -1.0
-                elif (held > 0.0 and c >= mean) or (held < 0.0 and c <= mean):
-                    sig = 0.0
-            weight = _hold(state, i, a, sig)
-        elif kind == StrategyId.MOMENTUM:
-            r = c / bars[BarField.CLOSE, t - int(params[i, 0]), a] - 1.0
-            weight = 1.0 if r > 0.0 else (0.0 if params[i, 1] > 0.0 or r == 0.0 else -1.0)
-        elif kind == StrategyId.RSI:
-            n = params[i, 0]
-            d = c - bars[BarField.CLOSE, t - 1, a]
-            g = (state[i, 0, a] * (n - 1.0) + max(d, 0.0)) / n
-            lo = (state[i, 1, a] * (n - 1.0) + max(-d, 0.0)) / n
-            state[i, 0, a] = g
-            state[i, 1, a] = lo
-            rsi = 100.0 if lo == 0.0 else 100.0 - 100.0 / (1.0 + g / lo)
-            held = state[i, 3, a]
-            sig = np.nan
-            if rsi < params[i, 1]:
-                sig = 1.0
-            elif rsi > params[i, 2]:
-                sig = -1.0
-            elif (held > 0.0 and rsi >= 50.0) or (held < 0.0 and rsi <= 50.0):
-                sig = 0.0
-            weight = _hold(state, i, a, sig)
-        out[i, a] = weight
+            if u < p:
+                w = 2.0 * v - 1.0
+            out[row0 + k, a] = w
+        state[i, 3, a] = w
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def strategy_block_nb(kind, i, t0, nb, bars, params, state, out, row0):
+    """Env i's target weights at closes t0..t0+nb-1 into out[row0 + k] (k < nb, out float64
+    (rows, A)); advances its state by those bars, exactly as nb single-bar calls would."""
+    if kind == StrategyId.BUY_AND_HOLD:
+        _buy_and_hold_block(i, t0, nb, bars, params, state, out, row0)
+    elif kind == StrategyId.SMA_CROSS:
+        _sma_cross_block(i, t0, nb, bars, params, state, out, row0)
+    elif kind == StrategyId.EMA_CROSS:
+        _ema_cross_block(i, t0, nb, bars, params, state, out, row0)
+    elif kind == StrategyId.ZSCORE or kind == StrategyId.BOLLINGER:
+        _band_block(kind, i, t0, nb, bars, params, state, out, row0)
+    elif kind == StrategyId.MOMENTUM:
+        _momentum_block(i, t0, nb, bars, params, state, out, row0)
+    elif kind == StrategyId.RSI:
+        _rsi_block(i, t0, nb, bars, params, state, out, row0)
+    elif kind == StrategyId.PAIRS:
+        _pairs_block(i, t0, nb, bars, params, state, out, row0)
+    elif kind == StrategyId.RANDOM:
+        _random_block(i, t0, nb, bars, params, state, out, row0)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def strategy_weights_nb(kind, i, t, bars, params, state, out):
+    """Env i's target weights at close t into out[i] (out float64 (n, A)); advances its state by
+    bar t."""
+    strategy_block_nb(kind, i, t, 1, bars, params, state, out, i)

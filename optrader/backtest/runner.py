@@ -255,13 +255,12 @@ def _run_lean(env, args, kind, sparams, sel, rows, start, n_steps, n_chunks, on_
         width = sub[0].shape[2]
         whole = k == outs[0].shape[0]
         out = outs if whole else tuple(np.ascontiguousarray(x[pos]) for x in outs)
-        action, target, last_w, position, avg_px, trail_ref = (np.zeros((k, width))
-                                                               for _ in range(6))
+        last_w, position, avg_px, trail_ref = (np.zeros((k, width)) for _ in range(4))
         acct = np.zeros((k, N_ACCOUNT))
         events = np.zeros((k, env.risk_events.shape[1]), dtype=np.int64)
         sstate = np.zeros((k, N_STRATEGY_STATE, width))
         run_strategy_lean_nb(n_chunks, kind, np.ascontiguousarray(sparams[envs]), sstate, start,
-                             n_steps, *sub, on_change, action, target, last_w, position, avg_px,
+                             n_steps, *sub, on_change, last_w, position, avg_px,
                              trail_ref, acct, events, *out)
         if not whole:
             for dst, src in zip(outs, out, strict=True):

@@ -11,10 +11,12 @@ from hypothesis import strategies as st
 from numba import njit
 
 from kernels.enums import BarField
+from kernels.portfolio import target_weights_nb, target_weights_rows_nb
 from kernels.strategies import (
     N_STRATEGY_PARAM,
     N_STRATEGY_STATE,
     StrategyId,
+    strategy_block_nb,
     strategy_init_nb,
     strategy_warmup,
     strategy_weights_nb,
@@ -219,3 +221,50 @@ def test_weights_use_no_future_bar(kind):
     future[:, cut + 1:] *= np.exp(np.random.default_rng(0).normal(0, 0.1, (300 - cut - 1, 1)))
     _, out2 = run(kind, future, params)
     np.testing.assert_array_equal(out[0, t0:cut + 1], out2[0, t0:cut + 1])
+
+
+BLOCK_PARAMS = {
+    StrategyId.BUY_AND_HOLD: [0, 0, 0, 0], StrategyId.SMA_CROSS: [3, 11, 0, 0],
+    StrategyId.EMA_CROSS: [4, 12, 1, 0], StrategyId.ZSCORE: [15, 1.0, 0.3, 0],
+    StrategyId.BOLLINGER: [15, 1.5, 0, 0], StrategyId.MOMENTUM: [7, 0, 0, 0],
+    StrategyId.RSI: [9, 35, 65, 0], StrategyId.PAIRS: [12, 1.0, 0.2, 0],
+    StrategyId.RANDOM: [0.2, 0, 0, 7],
+}
+
+
+@pytest.mark.parametrize("kind", list(BLOCK_PARAMS))
+def test_a_block_of_bars_equals_single_bar_calls(kind):
+    """strategy_block_nb over blocks of random sizes gives the single-bar weights bit for bit
+    and leaves the same state (the lean backtest kernel runs blocks, the fused step single
+    bars)."""
+    bars = walk(5, n_assets=3)
+    params = np.array([BLOCK_PARAMS[kind]] * 2, dtype=np.float64)
+    t0, single = run(kind, bars, params)
+    state = np.zeros((2, N_STRATEGY_STATE, 3))
+    block = np.full_like(single, np.nan)
+    rng = np.random.default_rng(kind)
+    for i in range(2):
+        strategy_init_nb(kind, i, t0, bars, params, state)
+        t = t0
+        while t < bars.shape[1]:
+            nb = int(min(rng.integers(1, 40), bars.shape[1] - t))
+            buf = np.full((50, 3), np.nan)
+            strategy_block_nb(kind, i, t, nb, bars, params, state, buf, 3)
+            block[i, t:t + nb] = buf[3:3 + nb]
+            t += nb
+    np.testing.assert_array_equal(block[:, t0:], single[:, t0:])
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), n_assets=st.integers(1, 5),
+       lev=st.sampled_from([0.5, 1.0, 2.0]))
+def test_target_weights_rows_equal_the_per_row_kernel(seed, n_assets, lev):
+    rng = np.random.default_rng(seed)
+    w = rng.normal(0, 1.0, (17, n_assets))
+    want = np.empty_like(w)
+    for r in range(w.shape[0]):
+        target_weights_nb(w, r, lev, want)
+    got = w.copy()
+    target_weights_rows_nb(got, 12, lev)
+    np.testing.assert_array_equal(got[:12], want[:12])
+    np.testing.assert_array_equal(got[12:], w[12:])  # rows past n_rows untouched
