@@ -17,20 +17,27 @@ record of the run in order, and ``fill_count`` int64 (n,) the number of fills ea
 continues flat and ``clock[:, STEP]`` tells how many bars it traded.
 
 ``run_strategy_lean_nb``: the same backtest for configs without risk rules, working orders or
-latency (``optrader.backtest.runner.lean_eligible``), without the parts of the step a backtest
-does not read (observations, rewards, episode bookkeeping). Each env runs all its bars in one pass
-(env-major, so its bars stay in cache): the strategy's weights for a block of ``LEAN_BLOCK`` bars
-(``strategy_block_nb``, ``target_weights_rows_nb``), then per bar the step's own market-order
-code (``target_units_nb``, ``fill_order_nb``) and marks in the step's order of operations, so
-equity and fills equal ``run_strategy_nb``'s bit for bit (tested). Extra outputs per env: ``exposed`` int64 (n,) bars
-whose close gross notional was > 0, ``traded`` float64 (n,) the sum of |qty x price| of its fills,
-``steps_out`` int64 (n,) bars traded. ``equity_out`` (n, n_steps + 1) keeps the curve; (n, 2)
-keeps only the initial and final equity. With ``on_change`` an asset is traded only when its
-target weight differs from the last one traded (a signal change), so a held signal keeps its
-units and the position drifts with the price, like an order-based backtester; without it every
-bar rebalances to the target weight, as the env's step does. Fill records go straight into ``fills_f`` / ``fills_i``
-with ``fill_count`` as the cursor; a full buffer stops recording (the caller treats
-fill_count == cap as an overflow).
+latency (``optrader.backtest.runner.lean_blockers``), without the parts of the step a backtest
+does not read (observations, rewards, episode bookkeeping). Each env runs all its bars in one
+pass (env-major, so its bars stay in cache): the strategy's weights for a block of
+``LEAN_BLOCK`` bars (``strategy_block_nb``, ``target_weights_rows_nb``), then per bar the step's
+own market-order code (``target_units_nb``, ``fill_order_nb``) and marks in the step's order of
+operations, so equity and fills equal ``run_strategy_nb``'s bit for bit (tested). Extra outputs
+per env: ``exposed`` int64 (n,) bars whose close gross notional was > 0, ``traded`` float64 (n,)
+the sum of |qty x price| of its fills, ``steps_out`` int64 (n,) bars traded. ``equity_out``
+(n, n_steps + 1) keeps the curve; (n, 2) keeps only the initial and final equity. With
+``on_change`` an asset is traded only when its target weight differs from the last one traded (a
+signal change), so a held signal keeps its units and the position drifts with the price, like an
+order-based backtester; without it every bar rebalances to the target weight, as the env's step
+does.
+
+Fill records (lean kernel): one ``FILL_DTYPE`` pool (P,) shared by all envs, split into one
+region per chunk of ``chunk`` consecutive envs (chunk c owns rows region_start[c] to
+region_start[c + 1] - 1, and runs on one thread). The envs of a chunk write their records one
+after another: ``fill_start`` int64 (n,) is each env's first row, ``fill_count`` int64 (n,) the
+fills it made, all of them; an env's records were all kept iff fill_start + fill_count <= the
+end of its region (the caller runs the others again with room). The record's env field is left
+to the caller (it knows the env ids of the rows).
 """
 
 
@@ -46,6 +53,7 @@ from kernels.enums import (
     FillReason,
     OrderType,
     RecordField,
+    RecordInt,
 )
 from kernels.execution import should_trade_nb
 from kernels.portfolio import target_units_nb, target_weights_rows_nb
@@ -110,23 +118,27 @@ LEAN_BLOCK = 256  # bars of target weights computed per strategy call (a (256, A
 
 
 @njit(cache=True, nogil=True, error_model="numpy", parallel=True)
-def run_strategy_lean_nb(n_chunks, kind, sparams, sstate, start, n_steps, bars, series, tradable,
+def run_strategy_lean_nb(chunk, kind, sparams, sstate, start, n_steps, bars, series, tradable,
                          cost_params, slippage_model, commission_model, fill_mode, max_leverage,
                          lot_size, allow_short, initial_cash, bankrupt_fraction, on_change,
-                         last_w, position, avg_px, trail_ref, acct, events, equity_out, fills_f,
-                         fills_i, fill_count, exposed, traded, steps_out):
+                         last_w, position, avg_px, trail_ref, acct, events, rec_f, rec_i, rec_n,
+                         equity_out, pool, region_start, fill_start, fill_count, exposed,
+                         traded, steps_out):
     """Every env from bar ``start`` for ``n_steps`` bars; see the module docstring."""
     n = position.shape[0]
-    n_chunks = max(1, min(n, n_chunks))
-    chunk = (n + n_chunks - 1) // n_chunks
-    for c in prange(n_chunks):
+    for c in prange(region_start.shape[0] - 1):
         weights = np.empty((LEAN_BLOCK, position.shape[1]))  # one scratch per chunk
+        cursor = region_start[c]
+        end = region_start[c + 1]
         for i in range(c * chunk, min(n, c * chunk + chunk)):
+            fill_start[i] = cursor
             _lean_env_nb(i, kind, sparams, sstate, start, n_steps, bars, series, tradable,
                          cost_params, slippage_model, commission_model, fill_mode, max_leverage,
                          lot_size, allow_short, initial_cash, bankrupt_fraction, on_change,
-                         weights, last_w, position, avg_px, trail_ref, acct, events, equity_out,
-                         fills_f, fills_i, fill_count, exposed, traded, steps_out)
+                         weights, last_w, position, avg_px, trail_ref, acct, events, rec_f,
+                         rec_i, rec_n, equity_out, pool, end, fill_start, fill_count, exposed,
+                         traded, steps_out)
+            cursor = min(end, cursor + fill_count[i])
     return 0
 
 
@@ -139,8 +151,8 @@ def run_strategy_lean_nb(n_chunks, kind, sparams, sstate, start, n_steps, bars, 
 def _lean_env_nb(i, kind, sparams, sstate, start, n_steps, bars, series, tradable, cost_params,
                  slippage_model, commission_model, fill_mode, max_leverage, lot_size, allow_short,
                  initial_cash, bankrupt_fraction, on_change, weights, last_w, position, avg_px,
-                 trail_ref, acct, events, equity_out, fills_f, fills_i, fill_count, exposed,
-                 traded, steps_out):
+                 trail_ref, acct, events, rec_f, rec_i, rec_n, equity_out, pool, pool_end,
+                 fill_start, fill_count, exposed, traded, steps_out):
     n_assets = position.shape[1]
     ref_field = BarField.OPEN if fill_mode == FillPrice.NEXT_OPEN else BarField.CLOSE
     next_open = fill_mode == FillPrice.NEXT_OPEN
@@ -158,6 +170,8 @@ def _lean_env_nb(i, kind, sparams, sstate, start, n_steps, bars, series, tradabl
     held = 0
     notional = 0.0
     steps = n_steps
+    fill_count[i] = 0
+    rec_n[i] = 0
     for b0 in range(0, n_steps, LEAN_BLOCK):
         nb = min(LEAN_BLOCK, n_steps - b0)
         strategy_block_nb(kind, i, start + b0, nb, bars, sparams, sstate, weights, 0)
@@ -190,8 +204,9 @@ def _lean_env_nb(i, kind, sparams, sstate, start, n_steps, bars, series, tradabl
                 last_w[i, a] = w
                 cash, cost, notional = _lean_fill_nb(
                     i, a, qty, ref_px, ref_t, t, bars, series, cost_params, slippage_model,
-                    commission_model, acct, position, avg_px, trail_ref, events, fills_f,
-                    fills_i, fill_count, lot_size, cash, cost, notional)
+                    commission_model, acct, position, avg_px, trail_ref, events, rec_f, rec_i,
+                    rec_n, pool, pool_end, fill_start, fill_count, lot_size, cash, cost,
+                    notional)
             # carry over bar f, exactly as the step does
             gross = 0.0
             for a in range(n_assets):
@@ -222,15 +237,32 @@ def _lean_env_nb(i, kind, sparams, sstate, start, n_steps, bars, series, tradabl
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _lean_fill_nb(i, a, qty, ref_px, ref_t, t, bars, series, cost_params, slippage_model,
-                  commission_model, acct, position, avg_px, trail_ref, events, fills_f, fills_i,
-                  fill_count, lot_size, cash, cost, notional):
-    """A market order through the step's ``fill_order_nb``; returns (cash, cost, notional) with
-    the fill's |qty x price| added to notional."""
-    m = fill_count[i]
+                  commission_model, acct, position, avg_px, trail_ref, events, rec_f, rec_i,
+                  rec_n, pool, pool_end, fill_start, fill_count, lot_size, cash, cost, notional):
+    """A market order through the step's ``fill_order_nb`` (recording into env i's one-slot
+    ``rec_f``/``rec_i``), its record then written to the ``FILL_DTYPE`` pool at row
+    fill_start[i] + fill_count[i] if that is below ``pool_end`` (the caller sets the env field);
+    returns (cash, cost, notional + |qty x price| of the fill)."""
     cash, cost = fill_order_nb(i, a, qty, ref_px, ref_t, t, OrderType.MARKET, bars, series,
                                cost_params, slippage_model, commission_model, acct, position,
-                               avg_px, trail_ref, events, True, fills_f, fills_i, fill_count,
-                               lot_size, cash, cost)
-    if fill_count[i] > m:
-        notional += abs(fills_f[i, m, RecordField.QTY] * fills_f[i, m, RecordField.PRICE])
+                               avg_px, trail_ref, events, True, rec_f, rec_i, rec_n, lot_size,
+                               cash, cost)
+    if rec_n[i] > 0:
+        q = rec_f[i, 0, RecordField.QTY]
+        px = rec_f[i, 0, RecordField.PRICE]
+        notional += abs(q * px)
+        m = fill_start[i] + fill_count[i]
+        if m < pool_end:
+            r = pool[m]
+            r.bar = rec_i[i, 0, RecordInt.BAR]
+            r.asset = rec_i[i, 0, RecordInt.ASSET]
+            r.side = 1 if q > 0.0 else (-1 if q < 0.0 else 0)
+            r.qty = q
+            r.price = px
+            r.commission = rec_f[i, 0, RecordField.COMMISSION]
+            r.slippage = rec_f[i, 0, RecordField.SLIPPAGE]
+            r.order_type = rec_i[i, 0, RecordInt.ORDER_TYPE]
+            r.reason = rec_i[i, 0, RecordInt.REASON]
+        fill_count[i] += 1
+        rec_n[i] = 0
     return cash, cost, notional

@@ -6,6 +6,8 @@ into readable errors.
 
 from typing import NamedTuple
 
+import numpy as np
+
 
 class FillPriceT(NamedTuple):
     NEXT_OPEN: int = 0  # decide at close t, fill at open t+1
@@ -260,6 +262,13 @@ class RecordIntT(NamedTuple):
 
 RecordInt = RecordIntT()
 N_RECORD_I = len(RecordInt)
+
+FILL_DTYPE = np.dtype([("env", np.int64), ("bar", np.int64), ("asset", np.int64),
+                       ("side", np.int8), ("qty", np.float64), ("price", np.float64),
+                       ("commission", np.float64), ("slippage", np.float64),
+                       ("order_type", np.int8), ("reason", np.int8)], align=True)
+"""One fill as a record: side +1 buy / -1 sell, qty signed units, price after slippage,
+commission and slippage in currency, order_type ``OrderType``, reason ``FillReason``."""
 
 
 class WorkingOrderT(NamedTuple):

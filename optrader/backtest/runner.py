@@ -39,7 +39,7 @@ from kernels.enums import (
 )
 from kernels.step import FROZEN
 from kernels.strategies import N_STRATEGY_PARAM, N_STRATEGY_STATE, StrategyId, strategy_warmup
-from optrader.envs.vector import RANGE_ARG_NAMES, fill_records
+from optrader.envs.vector import FILL_DTYPE, RANGE_ARG_NAMES, fill_records
 from optrader.metrics import compute_metrics, exposure_turnover, round_trips
 from optrader.research_config import STRATEGY_PARAMS, check_param_value
 
@@ -137,43 +137,41 @@ def run_strategy(env, strategy: str, params, *, assets=None, fill_cap: int | Non
             f"budget")
     use_par = n >= 64 if parallel is None else parallel
     n_chunks = 4 * numba.get_num_threads() if use_par else 1
-    fills_f = np.zeros((n, cap, N_RECORD_F))
-    fills_i = np.zeros((n, cap, N_RECORD_I), dtype=np.int64)
     fill_count = np.zeros(n, dtype=np.int64)
     equity = np.empty((n, n_steps + 1))
     exposed = np.zeros(n, dtype=np.int64)
     traded = np.zeros(n)
-    extra_fills = []
+    steps = np.zeros(n, dtype=np.int64)
     if lean:
-        steps = np.zeros(n, dtype=np.int64)
-        outs = (equity, fills_f, fills_i, fill_count, exposed, traded, steps)
-        _run_lean(env, args, kind, sparams, sel, np.arange(n), start, n_steps, n_chunks,
-                  rebalance == "on_change", outs)
-        overflow = fill_count >= cap
-        # envs that filled their buffer (the default cap is the budget's share) run again with
-        # room for 4x as many fills, as often as needed; only their records are rebuilt
-        grown = cap
-        while overflow.any() and fill_cap is None:
-            rows = np.flatnonzero(overflow)
-            grown *= 4
-            extra = rows.size * grown * (N_RECORD_F + N_RECORD_I) * 8
-            if memory_budget_mb is not None and need + extra > memory_budget_mb * 2**20:
-                break
-            sub = (equity[rows], np.zeros((rows.size, grown, N_RECORD_F)),
-                   np.zeros((rows.size, grown, N_RECORD_I), dtype=np.int64),
-                   np.zeros(rows.size, dtype=np.int64), exposed[rows], traded[rows], steps[rows])
-            _run_lean(env, args, kind, sparams, sel, rows, start, n_steps, n_chunks,
-                      rebalance == "on_change", sub)
-            for dst, src in zip((equity, exposed, traded, steps), (sub[0], *sub[4:]),
-                                strict=True):
-                dst[rows] = src
-            done = sub[3] < grown
-            recs = fill_records(*sub[1:4])
-            recs["env"] = rows[recs["env"]]
-            extra_fills.append(recs[np.isin(recs["env"], rows[done])])
-            fill_count[rows[done]] = 0  # their records come from the rerun
-            overflow[rows[done]] = False
+        on_change = rebalance == "on_change"
+        parts = _run_lean(env, args, kind, sparams, sel, np.arange(n), start, n_steps, n_chunks,
+                          on_change, (equity, exposed, traded, steps), fill_count, room=cap)
+        if fill_cap is not None and (fill_count > cap).any():
+            overflow = fill_count > cap
+        else:
+            overflow = np.zeros(n, dtype=bool)
+            lost = _unrecorded(parts, n)
+            if lost.any():
+                # envs whose records did not fit the pool (sized from the budget) run again
+                # with room for exactly the fills they made; only their records are kept
+                rows = np.flatnonzero(lost)
+                extra = int(fill_count[rows].sum()) * (N_RECORD_F + N_RECORD_I) * 8
+                if memory_budget_mb is not None and need + extra > memory_budget_mb * 2**20:
+                    raise RuntimeError(
+                        f"run_strategy: envs {rows[:10].tolist()} made up to "
+                        f"{int(fill_count[rows].max())} fills; keeping them needs "
+                        f"{extra / 2**20:,.0f} MB more than the budget of "
+                        f"{memory_budget_mb:g} MB (backtest.memory_budget_mb)")
+                scratch = (np.empty((rows.size, 2)), np.zeros(rows.size, dtype=np.int64),
+                           np.zeros(rows.size), np.zeros(rows.size, dtype=np.int64))
+                again = np.zeros(rows.size, dtype=np.int64)
+                parts = [p._replace(kept=p.kept & ~lost[p.envs]) for p in parts]
+                parts += _run_lean(env, args, kind, sparams, sel, rows, start, n_steps,
+                                   n_chunks, on_change, scratch, again, exact=fill_count[rows])
+        fills = _pool_records(parts, fill_count)
     else:
+        fills_f = np.zeros((n, cap, N_RECORD_F))
+        fills_i = np.zeros((n, cap, N_RECORD_I), dtype=np.int64)
         p_, e = env.portfolio, env.episode
         env._reset_kernel(np.ones(n, dtype=np.bool_), np.full(n, start, dtype=np.int64),
                           env._bars, env._features_flat, p_.acct, p_.position, p_.avg_px_open,
@@ -188,18 +186,14 @@ def run_strategy(env, strategy: str, params, *, assets=None, fill_cap: int | Non
                                 reset_start=np.full(n, FROZEN, dtype=np.int64)))
         steps = e.clock[:, Clock.STEP].copy()
         overflow = fill_count > cap
+        fills = fill_records(fills_f, fills_i, np.minimum(fill_count, cap))
     if overflow.any():
-        raise RuntimeError(f"run_strategy: env {int(np.argmax(overflow))} made at least "
-                           f"{int(fill_count.max())} fills, the fill_cap of {cap}; pass a larger "
-                           f"fill_cap")
+        worst = int(np.argmax(np.where(overflow, fill_count, -1)))
+        raise RuntimeError(f"run_strategy: env {worst} made {int(fill_count[worst])} fills, over "
+                           f"the fill_cap of {cap}; pass a larger fill_cap")
     env._reset_done = False  # the env's episodes were consumed: reset before stepping it
     if (steps < n_steps).any():
         equity = pad_stopped(equity, steps)  # an env that stopped has no bars after its last
-    fills = fill_records(fills_f, fills_i, fill_count)
-    if extra_fills:
-        fills = np.concatenate([fills, *extra_fills])
-        fills = fills[np.argsort(fills["env"], kind="stable")]
-        fill_count = np.bincount(fills["env"], minlength=n).astype(np.int64)
     if sel is not None:
         fills["asset"] = sel[fills["env"]]  # the lean kernel saw one column: asset 0
     ts = env.market.timestamps[start:start + n_steps + 1]
@@ -231,16 +225,32 @@ def lean_blockers(args: dict) -> list[str]:
     return out
 
 
-def _run_lean(env, args, kind, sparams, sel, rows, start, n_steps, n_chunks, on_change, outs):
-    """The lean kernel over envs ``rows``, writing row k of each output in ``outs`` (equity,
-    fills_f, fills_i, fill_count, exposed, traded, steps) for env rows[k]; with single-asset envs
-    once per asset, on a one-column copy of the asset's bars so each env reads contiguous
-    memory."""
+class _PoolPart(NamedTuple):
+    """Where one lean kernel call put its fill records: env ids (k,), the first pool row of each
+    env's records, its fill count (all fills, kept or not), whether all of them were kept, and
+    the FILL_DTYPE pool (its env field unset)."""
+
+    envs: np.ndarray
+    start: np.ndarray
+    count: np.ndarray
+    kept: np.ndarray
+    pool: np.ndarray
+
+
+def _run_lean(env, args, kind, sparams, sel, rows, start, n_steps, n_chunks, on_change, outs,
+              fill_count, *, room: int | None = None, exact=None) -> list[_PoolPart]:
+    """The lean kernel over envs ``rows``: row k of each output in ``outs`` (equity, exposed,
+    traded, steps) and of ``fill_count`` is env rows[k]. Fill records go to a pool per call,
+    split into one region per chunk of envs: ``room`` records per env of the chunk, or, with
+    ``exact``, room for exactly exact[k] records of env rows[k]. With single-asset envs the
+    kernel runs once per asset, on a one-column copy of the asset's bars so each env reads
+    contiguous memory."""
     lean_args = [args[k] for k in _LEAN_ARGS]
     if sel is None:
         groups = [(np.arange(rows.size), None)]
     else:
         groups = [(np.flatnonzero(sel[rows] == a), a) for a in np.unique(sel[rows])]
+    parts = []
     for pos, a in groups:
         k = pos.size
         envs = rows[pos]
@@ -253,19 +263,64 @@ def _run_lean(env, args, kind, sparams, sel, rows, start, n_steps, n_chunks, on_
             elif name == "cost_params":
                 sub[j] = np.ascontiguousarray(args[name][envs])
         width = sub[0].shape[2]
-        whole = k == outs[0].shape[0]
-        out = outs if whole else tuple(np.ascontiguousarray(x[pos]) for x in outs)
+        # a run of consecutive rows (every env, or one asset of an asset-major sweep) is
+        # written in place; other row sets go through a copy
+        lo = int(pos[0])
+        in_place = pos[-1] - lo == k - 1
+        out = tuple(x[lo:lo + k] if in_place else np.ascontiguousarray(x[pos]) for x in outs)
+        chunk = -(-k // max(1, min(k, n_chunks)))
+        first = np.arange(0, k, chunk)
+        if exact is None:
+            region = np.diff(np.append(first, k)) * int(room)
+        else:
+            region = np.add.reduceat(np.asarray(exact)[pos], first)
+        region_start = np.concatenate([[0], np.cumsum(region)]).astype(np.int64)
+        pool = np.empty(region_start[-1], dtype=FILL_DTYPE)
         last_w, position, avg_px, trail_ref = (np.zeros((k, width)) for _ in range(4))
         acct = np.zeros((k, N_ACCOUNT))
         events = np.zeros((k, env.risk_events.shape[1]), dtype=np.int64)
         sstate = np.zeros((k, N_STRATEGY_STATE, width))
-        run_strategy_lean_nb(n_chunks, kind, np.ascontiguousarray(sparams[envs]), sstate, start,
-                             n_steps, *sub, on_change, last_w, position, avg_px,
-                             trail_ref, acct, events, *out)
-        if not whole:
+        rec_f = np.zeros((k, 1, N_RECORD_F))
+        rec_i = np.zeros((k, 1, N_RECORD_I), dtype=np.int64)
+        rec_n = np.zeros(k, dtype=np.int64)
+        fill_start = np.zeros(k, dtype=np.int64)
+        count = np.zeros(k, dtype=np.int64)
+        run_strategy_lean_nb(chunk, kind, np.ascontiguousarray(sparams[envs]), sstate, start,
+                             n_steps, *sub, on_change, last_w, position, avg_px, trail_ref, acct,
+                             events, rec_f, rec_i, rec_n, out[0], pool, region_start,
+                             fill_start, count, *out[1:])
+        if not in_place:
             for dst, src in zip(outs, out, strict=True):
                 dst[pos] = src
+        fill_count[pos] = count
         env.risk_events[envs] = events
+        region_end = region_start[1:][np.arange(k) // chunk]
+        parts.append(_PoolPart(envs, fill_start, count, fill_start + count <= region_end, pool))
+    return parts
+
+
+def _unrecorded(parts: list[_PoolPart], n: int) -> np.ndarray:
+    """bool (n,): envs some of whose fill records did not fit their pool region."""
+    lost = np.zeros(n, dtype=bool)
+    for p in parts:
+        lost[p.envs[~p.kept]] = True
+    return lost
+
+
+def _pool_records(parts: list[_PoolPart], fill_count: np.ndarray) -> np.ndarray:
+    """FILL_DTYPE records of every env, env-major, gathered from the parts that kept them (each
+    env's records in exactly one part)."""
+    offset = np.concatenate([[0], np.cumsum(fill_count)])
+    out = np.empty(int(offset[-1]), dtype=FILL_DTYPE)
+    for p in parts:
+        envs, start, count = p.envs[p.kept], p.start[p.kept], p.count[p.kept]
+        m = int(count.sum())
+        if m == 0:
+            continue
+        within = np.arange(m) - np.repeat(np.cumsum(count) - count, count)
+        out[np.repeat(offset[envs], count) + within] = p.pool[np.repeat(start, count) + within]
+    out["env"] = np.repeat(np.arange(fill_count.size), fill_count)
+    return out
 
 
 def pad_stopped(equity: np.ndarray, steps: np.ndarray) -> np.ndarray:
@@ -335,8 +390,7 @@ def _default_cap(n: int, n_steps: int, slots: int) -> int:
     """Fill records kept per env: every possible one (a record per bar and slot) if that fits
     in FILL_BUFFER_BYTES, else the budget's share (a run that overflows it says so)."""
     per_env = FILL_BUFFER_BYTES // (n * (N_RECORD_F + N_RECORD_I) * 8)
-    # + 1: the lean kernel's cursor stops at cap, so a full buffer reads as an overflow
-    return int(max(16, min(n_steps * slots + 1, per_env)))
+    return int(max(16, min(n_steps * slots, per_env)))
 
 
 def _check_params(name: str, p: np.ndarray, n_assets: int) -> None:

@@ -20,6 +20,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from kernels.enums import (
+    FILL_DTYPE,
     N_ACCOUNT,
     N_CLOCK,
     N_COST_PARAM,
@@ -84,10 +85,6 @@ PER_ENV_KEYS = {
     "risk.maintenance_margin": ("_risk_params", RiskParam.MAINT_MARGIN),
 }
 
-FILL_DTYPE = np.dtype([("env", np.int64), ("bar", np.int64), ("asset", np.int64),
-                       ("side", np.int8), ("qty", np.float64), ("price", np.float64),
-                       ("commission", np.float64), ("slippage", np.float64),
-                       ("order_type", np.int8), ("reason", np.int8)], align=True)
 def fill_records(rec_f: np.ndarray, rec_i: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """The first counts[i] records of each env of the kernels' record buffers rec_f float64
     (n, slots, N_RECORD_F) and rec_i int64 (n, slots, N_RECORD_I), as FILL_DTYPE, env-major."""

@@ -239,7 +239,44 @@ def test_envs_that_fill_the_default_buffer_run_again_with_room(monkeypatch):
     roomy = run_strategy(make(3, over, n_bars=1500), "sma_cross", params, fill_cap=3000)
     monkeypatch.setattr(runner, "FILL_BUFFER_BYTES", 1)  # the minimum cap: 16 records per env
     small = run_strategy(make(3, over, n_bars=1500), "sma_cross", params)
-    assert roomy.fill_count[0] > 16 * 4 and roomy.fill_count[1] < 16  # a rerun, twice, and none
+    # env 0 overflows its share of the pool and runs again with room for exactly its fills
+    assert roomy.fill_count[0] > 16 * 4 and roomy.fill_count[1] < 16
     for field in BacktestResult._fields:
         np.testing.assert_array_equal(getattr(small, field), getattr(roomy, field),
                                       err_msg=field)
+
+
+def test_interleaved_single_asset_envs_and_small_pools_keep_every_record(monkeypatch):
+    """Envs of one asset that are not consecutive rows, and a fill pool too small for some
+    envs: the result equals a roomy run of the same envs in asset-major order."""
+    from optrader.backtest import runner
+
+    frame = bars_frame(500, seed=9, n_assets=3)
+    cfg = optrader.compose("training", ["observation.window=2", "execution.commission_bps=1",
+                                        "data.split.use=all"])
+    params = np.array([[2, 5, 0, 0], [20, 60, 1, 0], [3, 9, 0, 0]] * 3, dtype=float)
+    assets = np.array([2, 0, 1, 1, 2, 0, 0, 1, 2])
+    order = np.argsort(assets, kind="stable")
+    roomy = run_strategy(optrader.make_vec(cfg, num_envs=9, data=frame, parallel=False),
+                         "sma_cross", params[order], assets=assets[order], fill_cap=2000,
+                         parallel=True)
+    monkeypatch.setattr(runner, "FILL_BUFFER_BYTES", 1)
+    tight = run_strategy(optrader.make_vec(cfg, num_envs=9, data=frame, parallel=False),
+                         "sma_cross", params, assets=assets, parallel=True)
+    back = np.argsort(order)  # row of env i of `tight` in `roomy`
+    np.testing.assert_array_equal(tight.equity, roomy.equity[back])
+    np.testing.assert_array_equal(tight.fill_count, roomy.fill_count[back])
+    assert tight.fill_count.max() > 16  # some envs overflowed the 16-record share
+    for i in range(9):
+        mine = tight.fills[tight.fills["env"] == i]
+        ref = roomy.fills[roomy.fills["env"] == back[i]]
+        for field in ("bar", "asset", "qty", "price", "commission", "slippage"):
+            np.testing.assert_array_equal(mine[field], ref[field], err_msg=field)
+    assert (np.diff(tight.fills["env"]) >= 0).all()  # env-major
+
+
+def test_a_fill_cap_below_an_envs_fills_is_refused():
+    params = np.array([[2, 5, 0, 0], [50, 300, 1, 0]], dtype=float)
+    with pytest.raises(RuntimeError, match=r"env 0 made \d+ fills, over the fill_cap of 10"):
+        run_strategy(make(2, ["data.split.use=all"], n_bars=600), "sma_cross", params,
+                     fill_cap=10)
