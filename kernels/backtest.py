@@ -44,6 +44,7 @@ to the caller (it knows the env ids of the rows).
 import numpy as np
 from numba import njit, prange
 
+from kernels.costs import below_min_trade_nb, cap_participation_nb, round_lot_nb
 from kernels.enums import (
     Account,
     BarField,
@@ -53,11 +54,12 @@ from kernels.enums import (
     FillReason,
     OrderType,
     RecordField,
-    RecordInt,
+    SeriesField,
 )
 from kernels.execution import should_trade_nb
-from kernels.portfolio import target_units_nb, target_weights_rows_nb
-from kernels.step import _RANGE_ARGS, _compile, fill_order_nb, step_range_nb
+from kernels.fills import fill_costs_nb
+from kernels.portfolio import apply_fill_nb, target_units_nb, target_weights_rows_nb
+from kernels.step import _RANGE_ARGS, _compile, step_range_nb
 from kernels.strategies import strategy_block_nb, strategy_init_nb, strategy_weights_nb
 
 _RUN_SRC = f"""
@@ -121,9 +123,8 @@ LEAN_BLOCK = 256  # bars of target weights computed per strategy call (a (256, A
 def run_strategy_lean_nb(chunk, kind, sparams, sstate, start, n_steps, bars, series, tradable,
                          cost_params, slippage_model, commission_model, fill_mode, max_leverage,
                          lot_size, allow_short, initial_cash, bankrupt_fraction, on_change,
-                         last_w, position, avg_px, trail_ref, acct, events, rec_f, rec_i, rec_n,
-                         equity_out, pool, region_start, fill_start, fill_count, exposed,
-                         traded, steps_out):
+                         last_w, position, avg_px, acct, events, equity_out, pool,
+                         region_start, fill_start, fill_count, exposed, traded, steps_out):
     """Every env from bar ``start`` for ``n_steps`` bars; see the module docstring."""
     n = position.shape[0]
     for c in prange(region_start.shape[0] - 1):
@@ -135,9 +136,8 @@ def run_strategy_lean_nb(chunk, kind, sparams, sstate, start, n_steps, bars, ser
             _lean_env_nb(i, kind, sparams, sstate, start, n_steps, bars, series, tradable,
                          cost_params, slippage_model, commission_model, fill_mode, max_leverage,
                          lot_size, allow_short, initial_cash, bankrupt_fraction, on_change,
-                         weights, last_w, position, avg_px, trail_ref, acct, events, rec_f,
-                         rec_i, rec_n, equity_out, pool, end, fill_start, fill_count, exposed,
-                         traded, steps_out)
+                         weights, last_w, position, avg_px, acct, events, equity_out, pool,
+                         end, fill_start, fill_count, exposed, traded, steps_out)
             cursor = min(end, cursor + fill_count[i])
     return 0
 
@@ -145,20 +145,31 @@ def run_strategy_lean_nb(chunk, kind, sparams, sstate, start, n_steps, bars, ser
 # Per-bar cost is the point of this kernel, so its bar loop calls no inlined function that takes
 # arrays: Numba keeps an atomic reference-count increment and decrement of each array argument
 # around every such call when the function has loops or branches (4-8 of them per bar tripled the
-# cost of a bar). The strategy runs a block of bars per call, trades go through a plain call
-# (``_lean_fill_nb``, a few % of bars), and the marks are written out here.
+# cost of a bar, ~20 per fill made fills 5x dearer). The strategy runs a block of bars per call;
+# fills and marks are written out here around the scalar kernels the step uses (fill_costs_nb,
+# apply_fill_nb, target_units_nb, the participation cap and minimum trade value).
 @njit(cache=True, nogil=True, error_model="numpy")
 def _lean_env_nb(i, kind, sparams, sstate, start, n_steps, bars, series, tradable, cost_params,
                  slippage_model, commission_model, fill_mode, max_leverage, lot_size, allow_short,
                  initial_cash, bankrupt_fraction, on_change, weights, last_w, position, avg_px,
-                 trail_ref, acct, events, rec_f, rec_i, rec_n, equity_out, pool, pool_end,
-                 fill_start, fill_count, exposed, traded, steps_out):
+                 acct, events, equity_out, pool, pool_end, fill_start, fill_count, exposed,
+                 traded, steps_out):
     n_assets = position.shape[1]
     ref_field = BarField.OPEN if fill_mode == FillPrice.NEXT_OPEN else BarField.CLOSE
     next_open = fill_mode == FillPrice.NEXT_OPEN
     keep_curve = equity_out.shape[1] == n_steps + 1
     borrow = cost_params[i, CostParam.BORROW_PER_BAR]
     cash_rate = cost_params[i, CostParam.CASH_RATE_PER_BAR]
+    max_part = cost_params[i, CostParam.MAX_PARTICIPATION]
+    min_value = cost_params[i, CostParam.MIN_TRADE_VALUE]
+    slip_bps = cost_params[i, CostParam.SLIPPAGE_BPS]
+    half_spread = cost_params[i, CostParam.HALF_SPREAD_BPS]
+    impact = cost_params[i, CostParam.IMPACT_COEF]
+    fee_bps = cost_params[i, CostParam.COMMISSION_BPS]
+    maker_bps = cost_params[i, CostParam.MAKER_BPS]
+    taker_bps = cost_params[i, CostParam.TAKER_BPS]
+    per_share = cost_params[i, CostParam.PER_SHARE]
+    min_fee = cost_params[i, CostParam.MIN_COMMISSION]
     strategy_init_nb(kind, i, start, bars, sparams, sstate)
     for a in range(n_assets):
         position[i, a] = 0.0
@@ -171,7 +182,6 @@ def _lean_env_nb(i, kind, sparams, sstate, start, n_steps, bars, series, tradabl
     notional = 0.0
     steps = n_steps
     fill_count[i] = 0
-    rec_n[i] = 0
     for b0 in range(0, n_steps, LEAN_BLOCK):
         nb = min(LEAN_BLOCK, n_steps - b0)
         strategy_block_nb(kind, i, start + b0, nb, bars, sparams, sstate, weights, 0)
@@ -184,7 +194,6 @@ def _lean_env_nb(i, kind, sparams, sstate, start, n_steps, bars, series, tradabl
             equity_ref = cash  # equity_at_nb at the reference price
             for a in range(n_assets):
                 equity_ref += position[i, a] * bars[ref_field, ref_t, a]
-            cost = 0.0
             for a in range(n_assets):
                 w = weights[kk, a]
                 if on_change and w == last_w[i, a]:
@@ -202,11 +211,43 @@ def _lean_env_nb(i, kind, sparams, sstate, start, n_steps, bars, series, tradabl
                     events[i, FillReason.NOT_TRADABLE] += 1
                     continue  # no bar to fill on: the order lapses and is retried next bar
                 last_w[i, a] = w
-                cash, cost, notional = _lean_fill_nb(
-                    i, a, qty, ref_px, ref_t, t, bars, series, cost_params, slippage_model,
-                    commission_model, acct, position, avg_px, trail_ref, events, rec_f, rec_i,
-                    rec_n, pool, pool_end, fill_start, fill_count, lot_size, cash, cost,
-                    notional)
+                # fill_order_nb: the participation cap, the minimum trade value, then
+                # execute_fill_nb's prices, costs and booking (a market order, no stops to arm)
+                if max_part < 1.0:
+                    capped = round_lot_nb(cap_participation_nb(
+                        qty, bars[BarField.VOLUME, ref_t, a], max_part), lot_size)
+                    if capped != qty:
+                        events[i, FillReason.PARTIAL] += 1
+                    qty = capped
+                    if qty == 0.0:
+                        continue
+                if below_min_trade_nb(qty, ref_px, min_value):
+                    events[i, FillReason.MIN_TRADE] += 1
+                    continue
+                px, fee, slip_cost = fill_costs_nb(
+                    qty, ref_px, OrderType.MARKET, slippage_model, commission_model, slip_bps,
+                    half_spread, series[SeriesField.SPREAD_BPS, ref_t, a],
+                    bars[BarField.VOLUME, ref_t, a], series[SeriesField.AVG_VOLUME, t, a],
+                    series[SeriesField.SIGMA, t, a], impact, fee_bps, maker_bps, taker_bps,
+                    per_share, min_fee)
+                new_pos, new_avg, realized = apply_fill_nb(position[i, a], avg_px[i, a], qty, px)
+                position[i, a] = new_pos
+                avg_px[i, a] = new_avg
+                cash += -(qty * px + fee)
+                notional += abs(qty * px)
+                m = fill_start[i] + fill_count[i]
+                if m < pool_end:
+                    r = pool[m]
+                    r.bar = ref_t
+                    r.asset = a
+                    r.side = 1 if qty > 0.0 else (-1 if qty < 0.0 else 0)
+                    r.qty = qty
+                    r.price = px
+                    r.commission = fee
+                    r.slippage = slip_cost
+                    r.order_type = OrderType.MARKET
+                    r.reason = FillReason.SIGNAL
+                fill_count[i] += 1
             # carry over bar f, exactly as the step does
             gross = 0.0
             for a in range(n_assets):
@@ -233,36 +274,3 @@ def _lean_env_nb(i, kind, sparams, sstate, start, n_steps, bars, series, tradabl
     exposed[i] = held
     traded[i] = notional
     steps_out[i] = steps
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _lean_fill_nb(i, a, qty, ref_px, ref_t, t, bars, series, cost_params, slippage_model,
-                  commission_model, acct, position, avg_px, trail_ref, events, rec_f, rec_i,
-                  rec_n, pool, pool_end, fill_start, fill_count, lot_size, cash, cost, notional):
-    """A market order through the step's ``fill_order_nb`` (recording into env i's one-slot
-    ``rec_f``/``rec_i``), its record then written to the ``FILL_DTYPE`` pool at row
-    fill_start[i] + fill_count[i] if that is below ``pool_end`` (the caller sets the env field);
-    returns (cash, cost, notional + |qty x price| of the fill)."""
-    cash, cost = fill_order_nb(i, a, qty, ref_px, ref_t, t, OrderType.MARKET, bars, series,
-                               cost_params, slippage_model, commission_model, acct, position,
-                               avg_px, trail_ref, events, True, rec_f, rec_i, rec_n, lot_size,
-                               cash, cost)
-    if rec_n[i] > 0:
-        q = rec_f[i, 0, RecordField.QTY]
-        px = rec_f[i, 0, RecordField.PRICE]
-        notional += abs(q * px)
-        m = fill_start[i] + fill_count[i]
-        if m < pool_end:
-            r = pool[m]
-            r.bar = rec_i[i, 0, RecordInt.BAR]
-            r.asset = rec_i[i, 0, RecordInt.ASSET]
-            r.side = 1 if q > 0.0 else (-1 if q < 0.0 else 0)
-            r.qty = q
-            r.price = px
-            r.commission = rec_f[i, 0, RecordField.COMMISSION]
-            r.slippage = rec_f[i, 0, RecordField.SLIPPAGE]
-            r.order_type = rec_i[i, 0, RecordInt.ORDER_TYPE]
-            r.reason = rec_i[i, 0, RecordInt.REASON]
-        fill_count[i] += 1
-        rec_n[i] = 0
-    return cash, cost, notional

@@ -28,29 +28,39 @@ from kernels.portfolio import apply_fill_nb
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def fill_costs_nb(qty, ref_px, order_type, slippage_model, commission_model, slippage_bps,
+                  half_spread_bps, spread_bps_bar, bar_volume, avg_volume, sigma, impact_coef,
+                  commission_bps, maker_bps, taker_bps, per_share, min_commission):
+    """(fill price, commission, slippage cost) of ``qty`` units around ``ref_px``, all in
+    currency (scalars only, so any kernel can inline it without Numba's reference counting).
+    A limit order fills at its limit or better, so it pays no slippage; market and stop orders
+    do."""
+    slip = 0.0 if order_type == OrderType.LIMIT else slippage_bps_nb(
+        slippage_model, qty, slippage_bps, half_spread_bps, spread_bps_bar, bar_volume,
+        avg_volume, sigma, impact_coef)
+    px = fill_price_with_slippage_nb(qty, ref_px, slip)
+    fee_bps = maker_taker_bps_nb(order_type, commission_bps, maker_bps, taker_bps)
+    fee = commission_cost_nb(commission_model, qty, px, fee_bps, per_share, min_commission)
+    return px, fee, abs(qty) * abs(px - ref_px)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def execute_fill_nb(i, a, qty, ref_px, fill_t, decision_t, order_type, reason, bars, series,
                     cost_params, slippage_model, commission_model, acct, position, avg_px,
                     trail_ref, record, rec_f, rec_i, rec_n):
     """Fill ``qty`` of asset a for env i around ``ref_px`` in bar ``fill_t``.
 
     Returns (cash change, cost) in currency; updates position, average price, realised P&L and
-    the trailing reference (reset to the fill price when a position opens or flips). A limit
-    order fills at its limit or better, so it pays no slippage; market and stop orders do."""
-    slip = 0.0 if order_type == OrderType.LIMIT else slippage_bps_nb(slippage_model, qty, cost_params[i, CostParam.SLIPPAGE_BPS],
-                           cost_params[i, CostParam.HALF_SPREAD_BPS],
-                           series[SeriesField.SPREAD_BPS, fill_t, a],
-                           bars[BarField.VOLUME, fill_t, a],
-                           series[SeriesField.AVG_VOLUME, decision_t, a],
-                           series[SeriesField.SIGMA, decision_t, a],
-                           cost_params[i, CostParam.IMPACT_COEF])
-    px = fill_price_with_slippage_nb(qty, ref_px, slip)
-    fee_bps = maker_taker_bps_nb(order_type, cost_params[i, CostParam.COMMISSION_BPS],
-                                 cost_params[i, CostParam.MAKER_BPS],
-                                 cost_params[i, CostParam.TAKER_BPS])
-    fee = commission_cost_nb(commission_model, qty, px, fee_bps,
-                             cost_params[i, CostParam.PER_SHARE],
-                             cost_params[i, CostParam.MIN_COMMISSION])
-    slip_cost = abs(qty) * abs(px - ref_px)
+    the trailing reference (reset to the fill price when a position opens or flips); prices and
+    costs from ``fill_costs_nb``."""
+    px, fee, slip_cost = fill_costs_nb(
+        qty, ref_px, order_type, slippage_model, commission_model,
+        cost_params[i, CostParam.SLIPPAGE_BPS], cost_params[i, CostParam.HALF_SPREAD_BPS],
+        series[SeriesField.SPREAD_BPS, fill_t, a], bars[BarField.VOLUME, fill_t, a],
+        series[SeriesField.AVG_VOLUME, decision_t, a], series[SeriesField.SIGMA, decision_t, a],
+        cost_params[i, CostParam.IMPACT_COEF], cost_params[i, CostParam.COMMISSION_BPS],
+        cost_params[i, CostParam.MAKER_BPS], cost_params[i, CostParam.TAKER_BPS],
+        cost_params[i, CostParam.PER_SHARE], cost_params[i, CostParam.MIN_COMMISSION])
     old = position[i, a]
     new_pos, new_avg, realized = apply_fill_nb(old, avg_px[i, a], qty, px)
     position[i, a] = new_pos

@@ -276,18 +276,15 @@ def _run_lean(env, args, kind, sparams, sel, rows, start, n_steps, n_chunks, on_
             region = np.add.reduceat(np.asarray(exact)[pos], first)
         region_start = np.concatenate([[0], np.cumsum(region)]).astype(np.int64)
         pool = np.empty(region_start[-1], dtype=FILL_DTYPE)
-        last_w, position, avg_px, trail_ref = (np.zeros((k, width)) for _ in range(4))
+        last_w, position, avg_px = (np.zeros((k, width)) for _ in range(3))
         acct = np.zeros((k, N_ACCOUNT))
         events = np.zeros((k, env.risk_events.shape[1]), dtype=np.int64)
         sstate = np.zeros((k, N_STRATEGY_STATE, width))
-        rec_f = np.zeros((k, 1, N_RECORD_F))
-        rec_i = np.zeros((k, 1, N_RECORD_I), dtype=np.int64)
-        rec_n = np.zeros(k, dtype=np.int64)
         fill_start = np.zeros(k, dtype=np.int64)
         count = np.zeros(k, dtype=np.int64)
         run_strategy_lean_nb(chunk, kind, np.ascontiguousarray(sparams[envs]), sstate, start,
-                             n_steps, *sub, on_change, last_w, position, avg_px, trail_ref, acct,
-                             events, rec_f, rec_i, rec_n, out[0], pool, region_start,
+                             n_steps, *sub, on_change, last_w, position, avg_px, acct, events,
+                             out[0], pool, region_start,
                              fill_start, count, *out[1:])
         if not in_place:
             for dst, src in zip(outs, out, strict=True):
