@@ -11,7 +11,8 @@ asset (A), cash weight, unrealised P&L / equity, drawdown, fraction of the episo
 
 import math
 
-from numba import njit
+import numpy as np
+from numba import njit, prange
 
 from kernels.enums import Account, BarField, FeatureId
 
@@ -23,31 +24,44 @@ def _clip(x, c):
     return min(c, max(-c, x))
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+ASSET_BLOCK = 16  # assets per thread in the load-time kernels
+
+
+@njit(cache=True, nogil=True, error_model="numpy", parallel=True)
 def compute_features_nb(bars, feature_ids, halflife, clip, out):
     """Fill out (T, A, F) with the EWMA-normalised features named by feature_ids (F,)."""
-    n_bars = bars.shape[1]
     n_assets = bars.shape[2]
+    for b in prange((n_assets + ASSET_BLOCK - 1) // ASSET_BLOCK):
+        _features_block_nb(bars, feature_ids, halflife, clip, b * ASSET_BLOCK,
+                           min(n_assets, b * ASSET_BLOCK + ASSET_BLOCK), out)
+
+
+# Bar after bar over a block of assets, with one EWMA state per asset: the rows bars[f, t, :]
+# and out[t, :, :] are contiguous, where an asset-after-asset loop strides through memory.
+@njit(cache=True, nogil=True, error_model="numpy")
+def _features_block_nb(bars, feature_ids, halflife, clip, a0, a1, out):
     alpha = 1.0 - math.exp(math.log(0.5) / halflife)
-    for a in range(n_assets):
-        m_ret2 = 0.0  # EWMA of squared log returns
-        m_rng = 0.0  # EWMA of log(high/low)
-        m_vol = 0.0  # EWMA of log volume
-        m_vol2 = 0.0  # EWMA of squared log volume
-        w = 0.0  # 1 - (1 - alpha)^k, the bias correction after k updates
-        for t in range(n_bars):
+    k = a1 - a0
+    m_ret2 = np.zeros(k)  # EWMA of squared log returns
+    m_rng = np.zeros(k)  # EWMA of log(high/low)
+    m_vol = np.zeros(k)  # EWMA of log volume
+    m_vol2 = np.zeros(k)  # EWMA of squared log volume
+    w = 0.0  # 1 - (1 - alpha)^k, the bias correction after k updates (the same for every asset)
+    for t in range(bars.shape[1]):
+        w = (1.0 - alpha) * w + alpha
+        for j in range(k):
+            a = a0 + j
             c = bars[BarField.CLOSE, t, a]
             ret = 0.0 if t == 0 else math.log(c / bars[BarField.CLOSE, t - 1, a])
             rng = math.log(bars[BarField.HIGH, t, a] / bars[BarField.LOW, t, a])
             lv = math.log(max(bars[BarField.VOLUME, t, a], 1e-12))
-            m_ret2 = (1.0 - alpha) * m_ret2 + alpha * ret * ret
-            m_rng = (1.0 - alpha) * m_rng + alpha * rng
-            m_vol = (1.0 - alpha) * m_vol + alpha * lv
-            m_vol2 = (1.0 - alpha) * m_vol2 + alpha * lv * lv
-            w = (1.0 - alpha) * w + alpha
-            for j in range(feature_ids.shape[0]):
-                out[t, a, j] = feature_value_nb(feature_ids[j], ret, rng, lv, m_ret2, m_rng,
-                                                m_vol, m_vol2, w, clip)
+            m_ret2[j] = (1.0 - alpha) * m_ret2[j] + alpha * ret * ret
+            m_rng[j] = (1.0 - alpha) * m_rng[j] + alpha * rng
+            m_vol[j] = (1.0 - alpha) * m_vol[j] + alpha * lv
+            m_vol2[j] = (1.0 - alpha) * m_vol2[j] + alpha * lv * lv
+            for q in range(feature_ids.shape[0]):
+                out[t, a, q] = feature_value_nb(feature_ids[q], ret, rng, lv, m_ret2[j],
+                                                m_rng[j], m_vol[j], m_vol2[j], w, clip)
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -68,17 +82,25 @@ def feature_value_nb(fid, ret, rng, lv, m_ret2, m_rng, m_vol, m_vol2, w, clip):
     return min(clip, max(-clip, x))
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", parallel=True)
 def ewma_nb(x, halflife, out):
     """Causal, bias-corrected EWMA of x (T, A) into out (T, A): out[t] uses x[<= t] only."""
+    n_assets = x.shape[1]
+    for b in prange((n_assets + ASSET_BLOCK - 1) // ASSET_BLOCK):
+        _ewma_block_nb(x, halflife, b * ASSET_BLOCK, min(n_assets, b * ASSET_BLOCK + ASSET_BLOCK),
+                       out)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _ewma_block_nb(x, halflife, a0, a1, out):
     alpha = 1.0 - math.exp(math.log(0.5) / halflife)
-    for a in range(x.shape[1]):
-        m = 0.0
-        w = 0.0
-        for t in range(x.shape[0]):
-            m = (1.0 - alpha) * m + alpha * x[t, a]
-            w = (1.0 - alpha) * w + alpha
-            out[t, a] = m / w
+    m = np.zeros(a1 - a0)
+    w = 0.0
+    for t in range(x.shape[0]):
+        w = (1.0 - alpha) * w + alpha
+        for a in range(a0, a1):
+            m[a - a0] = (1.0 - alpha) * m[a - a0] + alpha * x[t, a]
+            out[t, a] = m[a - a0] / w
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")

@@ -32,9 +32,11 @@ extreme moves the stop that bar is checked against. On entry, set trail_ref to t
 
 import math
 
-from numba import njit
+import numpy as np
+from numba import njit, prange
 
 from kernels.enums import BarField, FillReason, SizingRule, StopKind
+from kernels.features import ASSET_BLOCK
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -47,18 +49,29 @@ def wilder_atr_step_nb(atr, tr, t, atr_period):
     return (atr * (n - 1.0) + tr) / n  # Wilder smoothing, alpha = 1/n
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", parallel=True)
 def compute_risk_series_nb(bars, halflife, atr_period, out_vol, out_mean, out_atr):
     """Fill out_vol, out_mean, out_atr (T, A) float64 causally; see the module docstring."""
-    n_bars = bars.shape[1]
     n_assets = bars.shape[2]
+    for b in prange((n_assets + ASSET_BLOCK - 1) // ASSET_BLOCK):
+        _risk_series_block_nb(bars, halflife, atr_period, b * ASSET_BLOCK,
+                              min(n_assets, b * ASSET_BLOCK + ASSET_BLOCK), out_vol, out_mean,
+                              out_atr)
+
+
+# Bar after bar over a block of assets (contiguous rows), as kernels.features does.
+@njit(cache=True, nogil=True, error_model="numpy")
+def _risk_series_block_nb(bars, halflife, atr_period, a0, a1, out_vol, out_mean, out_atr):
     alpha = 1.0 - math.exp(math.log(0.5) / halflife)
-    for a in range(n_assets):
-        m1 = 0.0  # EWMA of r
-        m2 = 0.0  # EWMA of r^2
-        w = 0.0  # sum of the EWMA weights so far, the bias correction
-        atr = 0.0
-        for t in range(n_bars):
+    m1 = np.zeros(a1 - a0)  # EWMA of r
+    m2 = np.zeros(a1 - a0)  # EWMA of r^2
+    atr = np.zeros(a1 - a0)
+    w = 0.0  # sum of the EWMA weights so far, the bias correction (the same for every asset)
+    for t in range(bars.shape[1]):
+        if t > 0:
+            w = (1.0 - alpha) * w + alpha
+        for a in range(a0, a1):
+            j = a - a0
             high = bars[BarField.HIGH, t, a]
             low = bars[BarField.LOW, t, a]
             if t == 0:
@@ -68,14 +81,13 @@ def compute_risk_series_nb(bars, halflife, atr_period, out_vol, out_mean, out_at
             else:
                 prev = bars[BarField.CLOSE, t - 1, a]
                 r = math.log(bars[BarField.CLOSE, t, a] / prev)
-                m1 = (1.0 - alpha) * m1 + alpha * r
-                m2 = (1.0 - alpha) * m2 + alpha * r * r
-                w = (1.0 - alpha) * w + alpha
-                out_vol[t, a] = math.sqrt(m2 / w)
-                out_mean[t, a] = m1 / w
+                m1[j] = (1.0 - alpha) * m1[j] + alpha * r
+                m2[j] = (1.0 - alpha) * m2[j] + alpha * r * r
+                out_vol[t, a] = math.sqrt(m2[j] / w)
+                out_mean[t, a] = m1[j] / w
                 tr = max(high - low, abs(high - prev), abs(low - prev))
-            atr = wilder_atr_step_nb(atr, tr, t, atr_period)
-            out_atr[t, a] = atr
+            atr[j] = wilder_atr_step_nb(atr[j], tr, t, atr_period)
+            out_atr[t, a] = atr[j]
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
