@@ -120,10 +120,10 @@ LEAN_BLOCK = 256  # bars of target weights computed per strategy call (a (256, A
 
 
 @njit(cache=True, nogil=True, error_model="numpy", parallel=True)
-def run_strategy_lean_nb(chunk, kind, sparams, sstate, start, n_steps, bars, series, tradable,
-                         cost_params, slippage_model, commission_model, fill_mode, max_leverage,
-                         lot_size, allow_short, initial_cash, bankrupt_fraction, on_change,
-                         last_w, position, avg_px, acct, events, equity_out, pool,
+def run_strategy_lean_nb(chunk, kind, sparams, sstate, start, n_steps, bars, series, series_col,
+                         tradable, cost_params, slippage_model, commission_model, fill_mode,
+                         max_leverage, lot_size, allow_short, initial_cash, bankrupt_fraction,
+                         on_change, last_w, position, avg_px, acct, events, equity_out, pool,
                          region_start, fill_start, fill_count, exposed, traded, steps_out):
     """Every env from bar ``start`` for ``n_steps`` bars; see the module docstring."""
     n = position.shape[0]
@@ -133,11 +133,11 @@ def run_strategy_lean_nb(chunk, kind, sparams, sstate, start, n_steps, bars, ser
         end = region_start[c + 1]
         for i in range(c * chunk, min(n, c * chunk + chunk)):
             fill_start[i] = cursor
-            _lean_env_nb(i, kind, sparams, sstate, start, n_steps, bars, series, tradable,
-                         cost_params, slippage_model, commission_model, fill_mode, max_leverage,
-                         lot_size, allow_short, initial_cash, bankrupt_fraction, on_change,
-                         weights, last_w, position, avg_px, acct, events, equity_out, pool,
-                         end, fill_start, fill_count, exposed, traded, steps_out)
+            _lean_env_nb(i, kind, sparams, sstate, start, n_steps, bars, series, series_col,
+                         tradable, cost_params, slippage_model, commission_model, fill_mode,
+                         max_leverage, lot_size, allow_short, initial_cash, bankrupt_fraction,
+                         on_change, weights, last_w, position, avg_px, acct, events, equity_out,
+                         pool, end, fill_start, fill_count, exposed, traded, steps_out)
             cursor = min(end, cursor + fill_count[i])
     return 0
 
@@ -149,7 +149,8 @@ def run_strategy_lean_nb(chunk, kind, sparams, sstate, start, n_steps, bars, ser
 # fills and marks are written out here around the scalar kernels the step uses (fill_costs_nb,
 # apply_fill_nb, target_units_nb, the participation cap and minimum trade value).
 @njit(cache=True, nogil=True, error_model="numpy")
-def _lean_env_nb(i, kind, sparams, sstate, start, n_steps, bars, series, tradable, cost_params,
+def _lean_env_nb(i, kind, sparams, sstate, start, n_steps, bars, series, series_col, tradable,
+                 cost_params,
                  slippage_model, commission_model, fill_mode, max_leverage, lot_size, allow_short,
                  initial_cash, bankrupt_fraction, on_change, weights, last_w, position, avg_px,
                  acct, events, equity_out, pool, pool_end, fill_start, fill_count, exposed,
@@ -226,9 +227,11 @@ def _lean_env_nb(i, kind, sparams, sstate, start, n_steps, bars, series, tradabl
                     continue
                 px, fee, slip_cost = fill_costs_nb(
                     qty, ref_px, OrderType.MARKET, slippage_model, commission_model, slip_bps,
-                    half_spread, series[SeriesField.SPREAD_BPS, ref_t, a],
-                    bars[BarField.VOLUME, ref_t, a], series[SeriesField.AVG_VOLUME, t, a],
-                    series[SeriesField.SIGMA, t, a], impact, fee_bps, maker_bps, taker_bps,
+                    half_spread, series[SeriesField.SPREAD_BPS, ref_t, series_col + a],
+                    bars[BarField.VOLUME, ref_t, a],
+                    series[SeriesField.AVG_VOLUME, t, series_col + a],
+                    series[SeriesField.SIGMA, t, series_col + a], impact, fee_bps, maker_bps,
+                    taker_bps,
                     per_share, min_fee)
                 new_pos, new_avg, realized = apply_fill_nb(position[i, a], avg_px[i, a], qty, px)
                 position[i, a] = new_pos

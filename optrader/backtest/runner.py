@@ -251,16 +251,17 @@ def _run_lean(env, args, kind, sparams, sel, rows, start, n_steps, n_chunks, on_
     else:
         groups = [(np.flatnonzero(sel[rows] == a), a) for a in np.unique(sel[rows])]
     parts = []
-    columns = {}
     for pos, a in groups:
         k = pos.size
         envs = rows[pos]
         sub = list(lean_args)
+        series_col = 0
         if a is not None:
-            if a not in columns:
-                columns = _asset_columns(args, a, _COLUMN_BATCH)
-            for name, col in columns[a].items():
-                sub[_LEAN_ARGS.index(name)] = col
+            # the asset's bars as one contiguous column (read every bar); its cost series only
+            # at fills, in place (series_col)
+            sub[_LEAN_ARGS.index("bars")] = np.ascontiguousarray(args["bars"][:, :, a:a + 1])
+            sub[_LEAN_ARGS.index("tradable")] = np.ascontiguousarray(args["tradable"][:, a:a + 1])
+            series_col = int(a)
         sub[_LEAN_ARGS.index("cost_params")] = np.ascontiguousarray(args["cost_params"][envs])
         width = sub[0].shape[2]
         # a run of consecutive rows (every env, or one asset of an asset-major sweep) is
@@ -283,7 +284,7 @@ def _run_lean(env, args, kind, sparams, sel, rows, start, n_steps, n_chunks, on_
         fill_start = np.zeros(k, dtype=np.int64)
         count = np.zeros(k, dtype=np.int64)
         run_strategy_lean_nb(chunk, kind, np.ascontiguousarray(sparams[envs]), sstate, start,
-                             n_steps, *sub, on_change, last_w, position, avg_px, acct, events,
+                             n_steps, sub[0], sub[1], series_col, *sub[2:], on_change, last_w, position, avg_px, acct, events,
                              out[0], pool, region_start,
                              fill_start, count, *out[1:])
         if not in_place:
@@ -294,20 +295,6 @@ def _run_lean(env, args, kind, sparams, sel, rows, start, n_steps, n_chunks, on_
         region_end = region_start[1:][np.arange(k) // chunk]
         parts.append(_PoolPart(envs, fill_start, count, fill_start + count <= region_end, pool))
     return parts
-
-
-_COLUMN_BATCH = 8  # assets per transposed copy: one pass reads each cache line of bars once
-
-
-def _asset_columns(args, first: int, count: int) -> dict:
-    """{asset: {"bars": (5, T, 1), "series": (N_SERIES, T, 1), "tradable": (T, 1)}} contiguous
-    copies of assets first..first+count-1, made by one transposed copy of the block."""
-    hi = min(args["bars"].shape[2], first + count)
-    bars = np.ascontiguousarray(args["bars"][:, :, first:hi].transpose(2, 0, 1))
-    series = np.ascontiguousarray(args["series"][:, :, first:hi].transpose(2, 0, 1))
-    tradable = np.ascontiguousarray(args["tradable"][:, first:hi].T)
-    return {first + j: {"bars": bars[j][:, :, None], "series": series[j][:, :, None],
-                        "tradable": tradable[j][:, None]} for j in range(hi - first)}
 
 
 def _unrecorded(parts: list[_PoolPart], n: int) -> np.ndarray:

@@ -106,11 +106,13 @@ def test_lean_and_fused_kernels_agree_on_random_costs_and_strategies():
         assert len(a.fills) > 3, over
 
 
-def test_single_asset_envs_equal_one_asset_envs_on_that_column():
+@pytest.mark.parametrize("slippage", ["fixed", "sqrt_impact"])
+def test_single_asset_envs_equal_one_asset_envs_on_that_column(slippage):
     frame = bars_frame(300, seed=4, n_assets=3)
     cfg = optrader.compose("training", ["observation.window=2", "env.episode_length=50",
                                         "execution.commission_bps=3", "data.split.use=all",
-                                        "execution.record_fills=true"])
+                                        "execution.record_fills=true",
+                                        f"execution.slippage_model={slippage}"])
     multi = optrader.make_vec(cfg, num_envs=6, data=frame, parallel=False)
     params = np.array([[3, 10, 0, 0], [5, 20, 1, 0]] * 3, dtype=float)
     assets = np.repeat(np.arange(3), 2)
@@ -125,7 +127,11 @@ def test_single_asset_envs_equal_one_asset_envs_on_that_column():
         mine = res.fills[np.isin(res.fills["env"], [2 * a, 2 * a + 1])]
         np.testing.assert_array_equal(mine["price"], ref.fills["price"])
         np.testing.assert_array_equal(mine["qty"], ref.fills["qty"])
+        np.testing.assert_array_equal(mine["slippage"], ref.fills["slippage"])
         assert (mine["asset"] == a).all()
+    if slippage == "sqrt_impact":  # the model reads the asset's volume and volatility series
+        assert len(np.unique(np.round(res.fills["slippage"] / np.abs(res.fills["qty"])
+                                      / res.fills["price"], 12))) > 10
     with pytest.raises(ValueError, match="lean kernel"):
         run_strategy(optrader.make_vec(optrader.compose("training", [
             "observation.window=2", "env.episode_length=50", "risk.max_drawdown=0.5"]),
