@@ -312,11 +312,17 @@ def _pool_records(parts: list[_PoolPart], fill_count: np.ndarray) -> np.ndarray:
     out = np.empty(int(offset[-1]), dtype=FILL_DTYPE)
     for p in parts:
         envs, start, count = p.envs[p.kept], p.start[p.kept], p.count[p.kept]
-        m = int(count.sum())
-        if m == 0:
+        if envs.size == 0:
             continue
-        within = np.arange(m) - np.repeat(np.cumsum(count) - count, count)
-        out[np.repeat(offset[envs], count) + within] = p.pool[np.repeat(start, count) + within]
+        dst = offset[envs]
+        # runs of envs whose records lie back to back in the pool and in the output (an env
+        # chunk of consecutive envs is one run) are copied as one slice each
+        cut = np.flatnonzero((start[1:] != start[:-1] + count[:-1])
+                             | (dst[1:] != dst[:-1] + count[:-1])) + 1
+        bounds = np.concatenate([[0], cut, [envs.size]])
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+            m = int(start[hi - 1] + count[hi - 1] - start[lo])
+            out[dst[lo]:dst[lo] + m] = p.pool[start[lo]:start[lo] + m]
     out["env"] = np.repeat(np.arange(fill_count.size), fill_count)
     return out
 
