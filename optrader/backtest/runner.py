@@ -58,6 +58,7 @@ class BacktestResult(NamedTuple):
     traded_notional: np.ndarray  # float64 (n,) sum of |qty x price| over the env's fills
 
 
+_NO_FEATURES = np.zeros(0, dtype=np.float32)
 FILL_BUFFER_BYTES = 256 * 2**20  # default budget of the fill buffers of one run
 _LEAN_ARGS = ("bars", "series", "tradable", "cost_params", "slippage_model", "commission_model",
               "fill_mode", "max_leverage", "lot_size", "allow_short", "initial_cash",
@@ -101,7 +102,9 @@ def run_strategy(env, strategy: str, params, *, assets=None, fill_cap: int | Non
     if n_steps < 1:
         raise ValueError(f"run_strategy: the strategy needs {strategy_warmup(kind, sparams)} "
                          f"bars of history and the split has {hi - lo}; nothing left to trade")
-    args = dict(zip(RANGE_ARG_NAMES, env._range_args(env._action_f64), strict=True))
+    # the observation features only matter to the fused step (which reads its own arguments)
+    args = dict(zip(RANGE_ARG_NAMES, env._range_args(env._action_f64, features=_NO_FEATURES),
+                    strict=True))
     why_not = lean_blockers(args)
     if rebalance not in ("on_change", "every_bar"):
         raise ValueError(f"rebalance: expected 'on_change' or 'every_bar', got {rebalance!r}")

@@ -198,7 +198,8 @@ class TradingVectorEnv(VectorEnv):
             n_assets = spec.data.n_assets
             symbols = [f"SYN{a}" for a in range(n_assets)]
             self._periods_per_year = spec.data.periods_per_year
-            self._bars, self._features = self._sim.bars, self._sim.features
+            self._bars, self._feature_cache = self._sim.bars, self._sim.features
+            self._feature_args = None
             self._first_bar = self._last_start = 0  # unused: every episode starts a fresh path
             self._last_bar = np.iinfo(np.int64).max // 2  # episodes end by length only
         else:
@@ -225,23 +226,16 @@ class TradingVectorEnv(VectorEnv):
                     f"data: {hi - lo} bars are too few for observation.window={window} plus "
                     f"env.episode_length={episode_length}; need at least "
                     f"{window + episode_length}{where}")
-            # features: computed once, causal (kernels/features.py), then the data's extra
-            # columns the config asks for (the user's values at each bar, clipped, NaN -> 0)
             extras = spec.observation.extra_features
             missing = [x for x in extras if x not in self.market.extra]
             if missing:
                 raise ValueError(f"observation.extra_features: {missing} not in the data's extra "
                                  f"columns {sorted(self.market.extra)} (load them with "
                                  f"data.extra_columns)")
-            self._features = np.empty((n_bars, n_assets, len(feats)), dtype=np.float32)
-            compute_features_nb(self.market.bars, feature_ids, spec.observation.ewma_halflife,
-                                spec.observation.clip, self._features)
-            if extras:
-                clip = spec.observation.clip
-                cols = [np.clip(np.nan_to_num(self.market.extra[x], nan=0.0, posinf=clip,
-                                              neginf=-clip), -clip, clip) for x in extras]
-                self._features = np.ascontiguousarray(np.concatenate(
-                    [self._features, np.stack(cols, axis=-1).astype(np.float32)], axis=-1))
+            # features (see _features) are computed on first use: a backtest never reads them
+            self._feature_args = (feature_ids, spec.observation.ewma_halflife,
+                                  spec.observation.clip, tuple(extras))
+            self._feature_cache = None
             feats = (*feats, *extras)
 
         self.render_mode = render_mode
@@ -249,7 +243,6 @@ class TradingVectorEnv(VectorEnv):
         self.metadata = dict(self.metadata, autoreset_mode=autoreset_mode)
         self._copy = bool(copy)
 
-        self._features_flat = self._features.reshape(-1)  # the kernels read windows as runs
         self._portfolio_obs = bool(spec.observation.portfolio)
         obs_size = observation_size(window, n_assets, len(feats), self._portfolio_obs)
         self.observation_names = observation_names(window, symbols, feats,
@@ -585,7 +578,9 @@ class TradingVectorEnv(VectorEnv):
         """The per-env step body's arguments (``kernels.step._RANGE_ARGS``), with ``overrides``
         replacing some by name (e.g. a backtest's episode_length or reset_start)."""
         p, e = self.portfolio, self.episode
-        args = (actions, self._bars, self._features_flat, self._series, p.acct, p.position,
+        # overriding the features skips computing them (a lean backtest reads none)
+        features = overrides["features"] if "features" in overrides else self._features_flat
+        args = (actions, self._bars, features, self._series, p.acct, p.position,
                 p.avg_px_open, e.clock, e.rng, self._cost_params, self._reward_weights,
                 self._targets, self._obs, self._rewards, self._terminations, self._truncations,
                 self._final_obs, self._final_acct, self._final_position, self._final_clock,
@@ -729,7 +724,31 @@ class TradingVectorEnv(VectorEnv):
 
     def close_extras(self, **kwargs):
         """Drop references to the shared market arrays; the buffers go with the env."""
-        self._features = self._features_flat = None
+        self._feature_cache = None
+        self._feature_args = None
+
+    @property
+    def _features(self) -> np.ndarray:
+        """float32 (T, A, F) observation features of the market (data mode: computed on first
+        use, causal, kernels/features.py; then the data's extra columns the config asks for,
+        clipped, NaN -> 0)."""
+        if self._feature_cache is None and self._feature_args is not None:
+            feature_ids, halflife, clip, extras = self._feature_args
+            bars = self.market.bars
+            out = np.empty((bars.shape[1], bars.shape[2], len(feature_ids)), dtype=np.float32)
+            compute_features_nb(bars, feature_ids, halflife, clip, out)
+            if extras:
+                cols = [np.clip(np.nan_to_num(self.market.extra[x], nan=0.0, posinf=clip,
+                                              neginf=-clip), -clip, clip) for x in extras]
+                out = np.ascontiguousarray(np.concatenate(
+                    [out, np.stack(cols, axis=-1).astype(np.float32)], axis=-1))
+            self._feature_cache = out
+        return self._feature_cache
+
+    @property
+    def _features_flat(self) -> np.ndarray:
+        """The features as one flat (T * A * F,) view: the kernels read windows as runs."""
+        return self._features.reshape(-1)
 
 
 def _seed_words(seeds: np.ndarray) -> np.ndarray:

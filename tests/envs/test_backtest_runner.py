@@ -286,3 +286,17 @@ def test_a_fill_cap_below_an_envs_fills_is_refused():
     with pytest.raises(RuntimeError, match=r"env 0 made \d+ fills, over the fill_cap of 10"):
         run_strategy(make(2, ["data.split.use=all"], n_bars=600), "sma_cross", params,
                      fill_cap=10)
+
+
+def test_a_backtest_never_computes_the_observation_features():
+    from kernels.features import compute_features_nb
+
+    env = make(2, ["data.split.use=all"], n_bars=300)
+    run_strategy(env, "sma_cross", np.array([[3, 10, 0, 0], [5, 20, 1, 0]], dtype=float))
+    assert env._feature_cache is None  # lean run: no observations, so no features
+    env.reset(seed=0)
+    want = np.empty_like(env._features)
+    spec = env.config
+    compute_features_nb(env.market.bars, env._feature_args[0], spec.observation.ewma_halflife,
+                        spec.observation.clip, want)
+    np.testing.assert_array_equal(env._features, want)
