@@ -1,8 +1,12 @@
 """Metric kernels: performance of equity curves and of FIFO round trips, vectorized over envs.
 
 Every kernel writes into caller-supplied arrays and validates nothing (``optrader.metrics`` checks
-shapes, dtypes and values once). Metrics of env i go to row i of ``out`` float64
-(n_envs, N_METRICS), columns ``Metric``; a kernel fills only its own columns.
+shapes, dtypes and values once; ``equity_defects_nb`` finds the equity curves' defects for it as
+``EquityDefect`` bits per row). Metrics of env i go to row i of ``out`` float64
+(n_envs, N_METRICS), columns ``Metric``; a kernel fills only its own columns. A ``*_par_nb``
+kernel is its serial namesake run over n_chunks chunks of rows in threads (the caller passes a
+few chunks per thread: Numba's thread count read inside a kernel would make it uncacheable), with
+the same results bit for bit.
 
 **Equity curves.** ``equity`` float64 (n, T+1), currency: column 0 is the initial equity, column
 t the close equity of bar t. A row ends at its last non-NaN value (NaN pads envs that ended
@@ -44,13 +48,18 @@ entry) - those costs. Lots still open at the end are not trades; they are report
 Remainders below ``QTY_RTOL`` x |qty| of their fill are float dust of the position arithmetic
 and count as 0 (no ghost lots).
 Trades are written in exit order: by closing fill, then FIFO lot order.
+
+**Summation order.** Every sum runs in one fixed order, which fixes its bits: over bars for the
+return, drawdown and equity sums; over the returns as ``select_nb`` leaves them for the VaR tail
+and the two dispersions, so that selection's exact sequence of swaps is part of the results
+(``tests/kernels/test_metrics_speed_paths.py`` holds the plain loops the fast ones must match).
 """
 
 import math
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 
 class MetricT(NamedTuple):
@@ -117,9 +126,22 @@ class TradeFieldT(NamedTuple):
 TradeField = TradeFieldT()
 N_TRADE_F = len(TradeField)
 
+
+class EquityDefectT(NamedTuple):
+    """Bits of the per-row defect mask of ``equity_defects_nb`` (0: a valid curve)."""
+
+    INF: int = 1  # an inf anywhere in the row
+    INITIAL: int = 2  # column 0 is not > 0 (<= 0 or NaN)
+    GAP: int = 4  # a NaN followed by a value: NaN is only end padding
+    NOT_POSITIVE: int = 8  # equity <= 0 on a bar that has a next bar (its return is undefined)
+
+
+EquityDefect = EquityDefectT()
+
 ZERO_RTOL = 1e-12  # a dispersion this small relative to the returns is rounding noise
 QTY_RTOL = 1e-9  # a lot or fill remainder this small relative to its fill's |qty| is dust
 VAR_LEVEL = 0.05
+SELECT_BLOCK = 128  # positions select_nb classifies per block (a cache-resident scratch)
 
 
 # ---- equity curves -----------------------------------------------------------------------------
@@ -133,9 +155,71 @@ def row_bars_nb(equity, i):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def equity_defects_nb(equity, out):
+    """Write into out uint8 (n,) the ``EquityDefect`` bits of each row of equity (n, T+1)."""
+    _equity_defects_rows_nb(equity, 0, equity.shape[0], out)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", parallel=True)
+def equity_defects_par_nb(n_chunks, equity, out):
+    """equity_defects_nb on n_chunks chunks of rows in parallel."""
+    n = equity.shape[0]
+    n_chunks = max(1, min(n, n_chunks))
+    chunk = (n + n_chunks - 1) // n_chunks
+    for c in prange(n_chunks):
+        _equity_defects_rows_nb(equity, c * chunk, min(n, c * chunk + chunk), out)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _equity_defects_rows_nb(equity, lo, hi, out):
+    for i in range(lo, hi):
+        row = equity[i]
+        x = row[0]
+        inf = abs(x) == np.inf
+        gap = False
+        not_positive = False
+        # no early exit and each pair (row[t-1], row[t]) read afresh: the loop vectorizes
+        for t in range(1, row.shape[0]):
+            p = row[t - 1]
+            x = row[t]
+            value = x == x
+            inf |= abs(x) == np.inf
+            gap |= (p != p) & value
+            not_positive |= (p <= 0.0) & value
+        bits = 0
+        if inf:
+            bits |= EquityDefect.INF
+        if not row[0] > 0.0:
+            bits |= EquityDefect.INITIAL
+        if gap:
+            bits |= EquityDefect.GAP
+        if not_positive:
+            bits |= EquityDefect.NOT_POSITIVE
+        out[i] = bits
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def select_nb(a, n, k):
     """Reorder a[:n] in place so that a[k] is its k-th smallest value, a[:k] <= a[k] <= a[k+1:n]
     (Hoare/Wirth selection, O(n) expected; falls back to a sort on adversarial input)."""
+    off = np.empty((2, SELECT_BLOCK), dtype=np.uint64)
+    return _select_nb(a, n, k, off)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _select_nb(a, n, k, off):
+    """select_nb with its scratch off uint64 (2, SELECT_BLOCK).
+
+    The order a[:n] is left in is part of the results: the tail and dispersion sums of
+    equity_metrics_nb run over it, so this must make exactly the swaps of the plain Hoare loop
+    below. Its i-scan stops at each value >= pivot from the left, its j-scan at each value
+    <= pivot from the right, and the m-th stops of the two swap while they have not crossed.
+    While more than two blocks lie between the scans, a block of stops is found without
+    branches (the mispredicted ``while a[i] < pivot`` was most of the time) and the pending stops
+    of both sides swap pairwise; near the crossing the plain loop takes over from the state
+    (i, j) after the last pair, in which everything in [i, j] is still untouched."""
+    off_l = off[0]
+    off_r = off[1]
     lo, hi = 0, n - 1
     rounds = 0
     while lo < hi:
@@ -148,6 +232,37 @@ def select_nb(a, n, k):
         x, y, z = a[lo], a[mid], a[hi]
         pivot = max(min(x, y), min(max(x, y), z))
         i, j = lo, hi
+        scan_l, scan_r = lo, hi  # the positions in between are unclassified
+        n_l = n_r = 0  # pending stops, from off_l[s_l] / off_r[s_r] on
+        s_l = s_r = 0
+        while scan_r - scan_l + 1 >= 2 * SELECT_BLOCK:
+            # unsigned positions: Numba then skips its negative-index wraparound on each access
+            if n_l == 0:
+                s_l = 0
+                for t in range(SELECT_BLOCK):
+                    u = np.uint64(scan_l + t)
+                    off_l[n_l] = u
+                    n_l += not (a[u] < pivot)
+                scan_l += SELECT_BLOCK
+            if n_r == 0:
+                s_r = 0
+                for t in range(SELECT_BLOCK):
+                    u = np.uint64(scan_r - t)
+                    off_r[n_r] = u
+                    n_r += not (pivot < a[u])
+                scan_r -= SELECT_BLOCK
+            n_pair = min(n_l, n_r)
+            for m in range(n_pair):
+                u = off_l[np.uint64(s_l + m)]
+                v = off_r[np.uint64(s_r + m)]
+                a[u], a[v] = a[v], a[u]
+            if n_pair > 0:
+                i = np.int64(off_l[s_l + n_pair - 1]) + 1
+                j = np.int64(off_r[s_r + n_pair - 1]) - 1
+                n_l -= n_pair
+                n_r -= n_pair
+                s_l += n_pair
+                s_r += n_pair
         while i <= j:
             while a[i] < pivot:
                 i += 1
@@ -167,14 +282,19 @@ def select_nb(a, n, k):
 @njit(cache=True, nogil=True, error_model="numpy")
 def quantile_nb(a, n, q):
     """The q-quantile of a[:n] (n >= 1), numpy's default linear interpolation; reorders a[:n]."""
+    off = np.empty((2, SELECT_BLOCK), dtype=np.uint64)
+    return _quantile_nb(a, n, q, off)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _quantile_nb(a, n, q, off):
+    """quantile_nb with the scratch of _select_nb."""
     virtual = (n - 1) * q
     k = int(math.floor(virtual))
     if k >= n - 1:
-        return select_nb(a, n, n - 1)
-    lo = select_nb(a, n, k)
-    hi = a[k + 1]
-    for t in range(k + 2, n):  # a[k+1:] >= a[k]: the next order statistic is their minimum
-        hi = min(hi, a[t])
+        return _select_nb(a, n, n - 1, off)
+    lo = _select_nb(a, n, k, off)
+    hi = _min_nb(a, k + 1, n)  # a[k+1:] >= a[k]: the next order statistic is their minimum
     gamma = virtual - k
     diff = hi - lo
     # the same two-sided formula as numpy's _lerp, so r <= q agrees bit for bit at the boundary
@@ -184,83 +304,196 @@ def quantile_nb(a, n, q):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _min_nb(a, lo, hi):
+    """min(a[lo:hi]) (hi > lo) bit for bit as ``m = a[lo]; m = min(m, a[t])`` for t = lo+1..hi-1,
+    from four interleaved running minima (one chain of compare and select was the bottleneck).
+    They can keep a different one of equal values only for 0.0 and -0.0: then the plain loop."""
+    m0 = m1 = m2 = m3 = a[lo]
+    t = lo + 1
+    while t + 4 <= hi:
+        m0 = min(m0, a[t])
+        m1 = min(m1, a[t + 1])
+        m2 = min(m2, a[t + 2])
+        m3 = min(m3, a[t + 3])
+        t += 4
+    for u in range(t, hi):
+        m0 = min(m0, a[u])
+    m = min(min(m0, m1), min(m2, m3))
+    if m == 0.0:
+        m = a[lo]
+        for u in range(lo + 1, hi):
+            m = min(m, a[u])
+    return m
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def equity_metrics_nb(equity, periods_per_year, rf_annual, out):
     """Fill the equity-curve columns of out (n, N_METRICS) from equity (n, T+1); see above."""
-    n, width = equity.shape
+    _equity_rows_nb(equity, 0, equity.shape[0], periods_per_year, rf_annual, out)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", parallel=True)
+def equity_metrics_par_nb(n_chunks, equity, periods_per_year, rf_annual, out):
+    """equity_metrics_nb on n_chunks chunks of rows in parallel (a few per thread: rows differ in
+    length); the same results bit for bit."""
+    n = equity.shape[0]
+    n_chunks = max(1, min(n, n_chunks))
+    chunk = (n + n_chunks - 1) // n_chunks
+    chunk += chunk & 1  # even: the rows go in pairs
+    for c in prange(n_chunks):
+        _equity_rows_nb(equity, min(n, c * chunk), min(n, c * chunk + chunk), periods_per_year,
+                        rf_annual, out)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _equity_rows_nb(equity, lo, hi, periods_per_year, rf_annual, out):
+    """Rows lo..hi-1 of equity_metrics_nb, in pairs, with one scratch for all of them."""
     rf = (1.0 + rf_annual) ** (1.0 / periods_per_year) - 1.0
     ann = math.sqrt(periods_per_year)
-    ret = np.empty(max(width - 1, 1))  # one scratch row for the whole call
-    for i in range(n):
-        n_ret = row_bars_nb(equity, i)
-        e0 = equity[i, 0]
-        peak = e0
-        max_dd = 0.0
+    ret = np.empty((2, max(equity.shape[1] - 1, 1)))
+    off = np.empty((2, SELECT_BLOCK), dtype=np.uint64)
+    for a in range(lo, hi, 2):
+        _equity_pair_nb(equity, a, min(a + 1, hi - 1), periods_per_year, rf, ann, ret, off, out)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _equity_pair_nb(equity, a, b, periods_per_year, rf, ann, ret, off, out):
+    """Rows a and b of equity_metrics_nb (a == b: row a alone); ret float64 (2, >= T) and off
+    are scratch. A row's sums are serial chains of additions, several cycles of latency per bar
+    that its other work does not fill: the two rows step in one loop, their chains side by
+    side (each sum keeps its order, so its bits)."""
+    ra = ret[0]
+    rb = ret[1]
+    na = row_bars_nb(equity, a)
+    nb = row_bars_nb(equity, b)
+    _returns_nb(equity[a], na, ra)
+    _returns_nb(equity[b], nb, rb)
+    ca = _curve_start(equity[a, 0])
+    cb = _curve_start(equity[b, 0])
+    m = min(na, nb)
+    for t in range(m):
+        ca = _curve_step(ca, equity[a, t + 1], ra[t])
+        cb = _curve_step(cb, equity[b, t + 1], rb[t])
+    for t in range(m, na):
+        ca = _curve_step(ca, equity[a, t + 1], ra[t])
+    for t in range(m, nb):
+        cb = _curve_step(cb, equity[b, t + 1], rb[t])
+    qa = _curve_metrics_nb(equity, a, na, ca, periods_per_year, ra, off, out)
+    qb = _curve_metrics_nb(equity, b, nb, cb, periods_per_year, rb, off, out)
+    # the tail and both dispersions, each summed in the order the selection left the returns in
+    # (the reference order of these sums)
+    mean_a = ca[0] / max(na, 1)
+    mean_b = cb[0] / max(nb, 1)
+    da = (0.0, 0, 0.0, 0.0)
+    db = (0.0, 0, 0.0, 0.0)
+    for t in range(m):
+        da = _spread_step(da, ra[t], qa, mean_a, rf)
+        db = _spread_step(db, rb[t], qb, mean_b, rf)
+    for t in range(m, na):
+        da = _spread_step(da, ra[t], qa, mean_a, rf)
+    for t in range(m, nb):
+        db = _spread_step(db, rb[t], qb, mean_b, rf)
+    _spread_metrics_nb(a, na, ca, da, qa, mean_a, rf, ann, out)
+    _spread_metrics_nb(b, nb, cb, db, qb, mean_b, rf, ann, out)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _returns_nb(row, n_ret, ret):
+    """ret[t-1] = row[t] / row[t-1] - 1 for t = 1..n_ret (a loop that vectorizes)."""
+    for t in range(n_ret):
+        ret[t] = row[t + 1] / row[t] - 1.0
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _curve_start(e0):
+    """(total, total_abs, peak, low, max_dd, run, max_run) before the first bar."""
+    return 0.0, 0.0, e0, e0, 0.0, 0, 0
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _curve_step(c, e, r):
+    """The running sums and drawdown state c after a bar of equity e and return r."""
+    total, total_abs, peak, low, max_dd, run, max_run = c
+    total += r
+    total_abs += abs(r)
+    if e < peak:
+        run += 1
+        low = min(low, e)  # the lowest equity since the peak
+    else:
+        # a drawdown ends: 1 - e / peak is monotone in e (so is its rounding), its maximum is
+        # at the lowest e, one division per drawdown instead of one per bar below a peak
+        if low < peak:
+            max_dd = max(max_dd, 1.0 - low / peak)
+        max_run = max(max_run, run)
+        peak = e
+        low = e
         run = 0
-        max_run = 0
-        total = 0.0
-        total_abs = 0.0
-        prev = e0
-        for t in range(1, n_ret + 1):
-            e = equity[i, t]
-            r = e / prev - 1.0
-            ret[t - 1] = r
-            total += r
-            total_abs += abs(r)
-            prev = e
-            if e < peak:
-                run += 1
-                max_run = max(max_run, run)
-                max_dd = max(max_dd, 1.0 - e / peak)
-            else:
-                peak = e
-                run = 0
-        out[i, Metric.MAX_DRAWDOWN] = max_dd
-        out[i, Metric.MAX_DD_DURATION] = max_run
-        nan = np.nan
-        for c in (Metric.TOTAL_RETURN, Metric.CAGR, Metric.ANN_VOL, Metric.SHARPE,
-                  Metric.SORTINO, Metric.CALMAR, Metric.VAR_95, Metric.CVAR_95):
-            out[i, c] = nan
-        if n_ret == 0:
-            continue
-        growth = prev / e0
-        out[i, Metric.TOTAL_RETURN] = growth - 1.0
-        cagr = growth ** (periods_per_year / n_ret) - 1.0 if growth > 0.0 else -1.0
-        out[i, Metric.CAGR] = cagr
-        if max_dd > 0.0:
-            out[i, Metric.CALMAR] = cagr / max_dd
+    return total, total_abs, peak, low, max_dd, run, max_run
 
-        q = quantile_nb(ret, n_ret, VAR_LEVEL)
-        tail = 0.0
-        n_tail = 0
-        for t in range(n_ret):
-            if ret[t] <= q:
-                tail += ret[t]
-                n_tail += 1
-        out[i, Metric.VAR_95] = -q
-        out[i, Metric.CVAR_95] = -tail / n_tail
 
-        if n_ret < 2:
-            continue
-        mean = total / n_ret
-        ss = 0.0
-        down = 0.0
-        for t in range(n_ret):
-            d = ret[t] - mean
-            ss += d * d
-            x = ret[t] - rf
-            if x < 0.0:
-                down += x * x
-        std = math.sqrt(ss / (n_ret - 1))
-        dd_dev = math.sqrt(down / n_ret)
-        tiny = ZERO_RTOL * (total_abs / n_ret + abs(rf))
-        excess = mean - rf
-        if std <= tiny:
-            out[i, Metric.ANN_VOL] = 0.0
-        else:
-            out[i, Metric.ANN_VOL] = std * ann
-            out[i, Metric.SHARPE] = excess / std * ann
-        if dd_dev > tiny:
-            out[i, Metric.SORTINO] = excess / dd_dev * ann
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _spread_step(d, x, q, mean, rf):
+    """(tail, n_tail, ss, down) after return x. Without a branch, a return above rf adds
+    0.0 * 0.0 to the downside sum, which changes no bit of it (it is never -0.0)."""
+    tail, n_tail, ss, down = d
+    if x <= q:
+        tail += x
+        n_tail += 1
+    dev = x - mean
+    ss += dev * dev
+    y = min(x - rf, 0.0)
+    down += y * y
+    return tail, n_tail, ss, down
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _curve_metrics_nb(equity, i, n_ret, c, periods_per_year, ret, off, out):
+    """Write the drawdown, return and growth metrics of row i from its curve state c and NaN to
+    the rest; returns the VaR quantile of ret[:n_ret] (reordered), NaN with no bars."""
+    total, total_abs, peak, low, max_dd, run, max_run = c
+    if low < peak:  # a drawdown still open at the end
+        max_dd = max(max_dd, 1.0 - low / peak)
+    max_run = max(max_run, run)
+    out[i, Metric.MAX_DRAWDOWN] = max_dd
+    out[i, Metric.MAX_DD_DURATION] = max_run
+    nan = np.nan
+    for col in (Metric.TOTAL_RETURN, Metric.CAGR, Metric.ANN_VOL, Metric.SHARPE,
+                Metric.SORTINO, Metric.CALMAR, Metric.VAR_95, Metric.CVAR_95):
+        out[i, col] = nan
+    if n_ret == 0:
+        return nan
+    growth = equity[i, n_ret] / equity[i, 0]
+    out[i, Metric.TOTAL_RETURN] = growth - 1.0
+    cagr = growth ** (periods_per_year / n_ret) - 1.0 if growth > 0.0 else -1.0
+    out[i, Metric.CAGR] = cagr
+    if max_dd > 0.0:
+        out[i, Metric.CALMAR] = cagr / max_dd
+    return _quantile_nb(ret, n_ret, VAR_LEVEL, off)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _spread_metrics_nb(i, n_ret, c, d, q, mean, rf, ann, out):
+    """Write the VaR, CVaR, volatility, Sharpe and Sortino of row i (c: its curve state, d: its
+    tail and dispersion sums)."""
+    if n_ret == 0:
+        return
+    total_abs = c[1]
+    tail, n_tail, ss, down = d
+    out[i, Metric.VAR_95] = -q
+    out[i, Metric.CVAR_95] = -tail / n_tail
+    if n_ret < 2:
+        return
+    std = math.sqrt(ss / (n_ret - 1))
+    dd_dev = math.sqrt(down / n_ret)
+    tiny = ZERO_RTOL * (total_abs / n_ret + abs(rf))
+    excess = mean - rf
+    if std <= tiny:
+        out[i, Metric.ANN_VOL] = 0.0
+    else:
+        out[i, Metric.ANN_VOL] = std * ann
+        out[i, Metric.SHARPE] = excess / std * ann
+    if dd_dev > tiny:
+        out[i, Metric.SORTINO] = excess / dd_dev * ann
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -286,13 +519,43 @@ def exposure_turnover_nb(gross_notional, traded_notional, equity, periods_per_ye
 def exposure_turnover_sums_nb(held_bars, traded_sum, equity, periods_per_year, out):
     """EXPOSURE and TURNOVER from per-env sums accumulated during a run: held_bars int64 (n,)
     bars with gross notional > 0, traded_sum float64 (n,) currency; rows as above."""
-    for i in range(equity.shape[0]):
-        n_bars = row_bars_nb(equity, i)
-        out[i, Metric.EXPOSURE] = np.nan
-        out[i, Metric.TURNOVER] = np.nan
-        if n_bars > 0:
-            _exposure_turnover_row(i, held_bars[i], traded_sum[i], equity, n_bars,
-                                   periods_per_year, out)
+    _exposure_turnover_sums_rows_nb(held_bars, traded_sum, equity, periods_per_year, out, 0,
+                                    equity.shape[0])
+
+
+@njit(cache=True, nogil=True, error_model="numpy", parallel=True)
+def exposure_turnover_sums_par_nb(n_chunks, held_bars, traded_sum, equity, periods_per_year,
+                                  out):
+    """exposure_turnover_sums_nb on n_chunks chunks of rows in parallel; the same results."""
+    n = equity.shape[0]
+    n_chunks = max(1, min(n, n_chunks))
+    chunk = (n + n_chunks - 1) // n_chunks
+    chunk += chunk & 1  # even: the rows go in pairs
+    for c in prange(n_chunks):
+        _exposure_turnover_sums_rows_nb(held_bars, traded_sum, equity, periods_per_year, out,
+                                        min(n, c * chunk), min(n, c * chunk + chunk))
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _exposure_turnover_sums_rows_nb(held_bars, traded_sum, equity, periods_per_year, out, lo,
+                                    hi):
+    # rows in pairs, as in _equity_pair_nb: the two equity sums are chains side by side
+    for a in range(lo, hi, 2):
+        b = min(a + 1, hi - 1)
+        na = row_bars_nb(equity, a)
+        nb = row_bars_nb(equity, b)
+        eq_a = 0.0
+        eq_b = 0.0
+        m = min(na, nb)
+        for t in range(m):
+            eq_a += equity[a, t + 1]
+            eq_b += equity[b, t + 1]
+        for t in range(m, na):
+            eq_a += equity[a, t + 1]
+        for t in range(m, nb):
+            eq_b += equity[b, t + 1]
+        _exposure_turnover_out(a, held_bars[a], traded_sum[a], eq_a, na, periods_per_year, out)
+        _exposure_turnover_out(b, held_bars[b], traded_sum[b], eq_b, nb, periods_per_year, out)
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -300,6 +563,16 @@ def _exposure_turnover_row(i, held, traded, equity, n_bars, periods_per_year, ou
     eq = 0.0
     for t in range(n_bars):
         eq += equity[i, t + 1]
+    _exposure_turnover_out(i, held, traded, eq, n_bars, periods_per_year, out)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _exposure_turnover_out(i, held, traded, eq, n_bars, periods_per_year, out):
+    """EXPOSURE and TURNOVER of row i from its sums over its n_bars bars (eq: of equity)."""
+    out[i, Metric.EXPOSURE] = np.nan
+    out[i, Metric.TURNOVER] = np.nan
+    if n_bars == 0:
+        return
     out[i, Metric.EXPOSURE] = held / n_bars
     if eq > 0.0:
         out[i, Metric.TURNOVER] = traded * periods_per_year / eq  # (sum/T) * ppy / (eq/T)
@@ -395,6 +668,21 @@ def _fifo_nb(env, bar, asset, qty, price, cost, n_envs, n_assets, write, trade_i
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def fill_columns_nb(fills, env, bar, asset, qty, price, cost):
+    """Copy the fields env, bar, asset, qty, price and commission of the fill records (m,) into
+    env, bar, asset int64 (m,) and qty, price, cost float64 (m,), the inputs of round_trips_nb:
+    one pass over the records where a numpy copy per field makes six."""
+    for k in range(fills.shape[0]):
+        f = fills[k]
+        env[k] = f.env
+        bar[k] = f.bar
+        asset[k] = f.asset
+        qty[k] = f.qty
+        price[k] = f.price
+        cost[k] = f.commission
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def count_round_trips_nb(env, asset, qty, n_envs, n_assets):
     """(number of round trips, number of lots left open) of the fills; sizes for round_trips_nb."""
     empty_i = np.empty((0, N_TRADE_I), dtype=np.int64)
@@ -412,7 +700,41 @@ def round_trips_nb(env, bar, asset, qty, price, cost, n_envs, n_assets, trade_i,
                     open_i, open_f)
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def trade_records_nb(trade_i, trade_f, out):
+    """Copy rows 0..m-1 of trade_i (>= m, N_TRADE_I) / trade_f (>= m, N_TRADE_F) into the records
+    out (m,) whose fields are the ``TradeInt`` and ``TradeField`` names in lower case
+    (``optrader.metrics.TRADE_DTYPE``): one pass, where a numpy copy per field makes fourteen."""
+    for j in range(out.shape[0]):
+        r = out[j]
+        r.env = trade_i[j, TradeInt.ENV]
+        r.asset = trade_i[j, TradeInt.ASSET]
+        r.side = trade_i[j, TradeInt.SIDE]
+        r.qty = trade_f[j, TradeField.QTY]
+        r.entry_bar = trade_i[j, TradeInt.ENTRY_BAR]
+        r.exit_bar = trade_i[j, TradeInt.EXIT_BAR]
+        r.entry_price = trade_f[j, TradeField.ENTRY_PRICE]
+        r.exit_price = trade_f[j, TradeField.EXIT_PRICE]
+        r.pnl = trade_f[j, TradeField.PNL]
+        r["return"] = trade_f[j, TradeField.RETURN]  # a Python keyword: no attribute syntax
+        r.bars = trade_i[j, TradeInt.BARS]
+        r.commission = trade_f[j, TradeField.COMMISSION]
+        r.entry_fill = trade_i[j, TradeInt.ENTRY_FILL]
+        r.exit_fill = trade_i[j, TradeInt.EXIT_FILL]
+
+
 # ---- trade statistics --------------------------------------------------------------------------
+@njit(cache=True, nogil=True, error_model="numpy")
+def trade_columns_nb(trades, env, pnl, bars):
+    """Copy the fields env, pnl and bars of the trade records (m,) (``TRADE_DTYPE``) into
+    env int64 (m,), pnl and bars float64 (m,), the inputs of trade_metrics_nb, in one pass."""
+    for j in range(trades.shape[0]):
+        r = trades[j]
+        env[j] = r.env
+        pnl[j] = r.pnl
+        bars[j] = r.bars
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def trade_metrics_nb(trade_env, trade_pnl, trade_bars, n_envs, out):
     """Fill the trade columns of out (n_envs, N_METRICS) from round trips (m,) in exit order

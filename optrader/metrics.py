@@ -5,12 +5,19 @@ DataFrame with one row per env; ``round_trips`` matches fill records (``drain_fi
 ``TradingVectorEnv``, concatenated over steps) FIFO into round trips; ``trades_table`` exports them
 to Arrow. Inputs are checked here once, with errors naming what was expected and what arrived;
 the kernels then run without checks. Definitions and conventions: ``kernels/metrics.py``.
+
+Batches of more than ``_PARALLEL_MIN`` equity values run the threaded kernels (the same results
+bit for bit). The equity check is one kernel pass; ``check_equity`` returns curves that passed it
+as a ``CheckedEquity``, which ``compute_metrics`` and ``exposure_turnover`` take without a second
+scan (a backtest hands the same curves to both).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import NamedTuple
 
+import numba
 import numpy as np
 
 from kernels.metrics import (
@@ -20,15 +27,20 @@ from kernels.metrics import (
     N_TRADE_I,
     NOTIONAL_METRICS,
     TRADE_METRICS,
+    EquityDefect,
     Metric,
-    TradeField,
-    TradeInt,
-    count_round_trips_nb,
+    equity_defects_nb,
+    equity_defects_par_nb,
     equity_metrics_nb,
+    equity_metrics_par_nb,
     exposure_turnover_nb,
     exposure_turnover_sums_nb,
+    exposure_turnover_sums_par_nb,
+    fill_columns_nb,
     round_trips_nb,
+    trade_columns_nb,
     trade_metrics_nb,
+    trade_records_nb,
 )
 
 TRADE_DTYPE = np.dtype([("env", np.int64), ("asset", np.int64), ("side", np.int8),
@@ -49,13 +61,7 @@ LOWER_IS_BETTER = frozenset({"ann_vol", "max_drawdown", "max_dd_duration", "var_
 other metric ranks largest first (backtest tables, report selection)."""
 _FILL_FIELDS = ("env", "bar", "asset", "qty", "price", "commission")
 _INT_METRICS = (Metric.MAX_DD_DURATION, Metric.N_TRADES, Metric.MAX_CONSEC_LOSSES)
-_I_COLUMNS = {"env": TradeInt.ENV, "asset": TradeInt.ASSET, "side": TradeInt.SIDE,
-              "entry_bar": TradeInt.ENTRY_BAR, "exit_bar": TradeInt.EXIT_BAR,
-              "bars": TradeInt.BARS, "entry_fill": TradeInt.ENTRY_FILL,
-              "exit_fill": TradeInt.EXIT_FILL}
-_F_COLUMNS = {"qty": TradeField.QTY, "entry_price": TradeField.ENTRY_PRICE,
-              "exit_price": TradeField.EXIT_PRICE, "pnl": TradeField.PNL,
-              "return": TradeField.RETURN, "commission": TradeField.COMMISSION}
+_PARALLEL_MIN = 1 << 16  # equity values below which a threaded kernel's start-up outweighs it
 
 
 def round_trips(fills: np.ndarray, n_envs: int, n_assets: int, *,
@@ -79,15 +85,18 @@ def round_trips(fills: np.ndarray, n_envs: int, n_assets: int, *,
     n_envs = _count("n_envs", n_envs)
     n_assets = _count("n_assets", n_assets)
     env, bar, asset, qty, price, cost = _fill_arrays(fills, n_envs, n_assets)
-    n_trades, n_open = count_round_trips_nb(env, asset, qty, n_envs, n_assets)
-    trade_i = np.empty((n_trades, N_TRADE_I), dtype=np.int64)
-    trade_f = np.empty((n_trades, N_TRADE_F))
-    open_i = np.empty((n_open, N_TRADE_I), dtype=np.int64)
-    open_f = np.empty((n_open, N_TRADE_F))
-    round_trips_nb(env, bar, asset, qty, price, cost, n_envs, n_assets, trade_i, trade_f,
-                   open_i, open_f)
-    trades = _to_records(trade_i, trade_f)
-    return (trades, _to_records(open_i, open_f)) if return_open else trades
+    # one matching pass into buffers of one row per fill instead of counting first: each round
+    # trip exhausts its lot or its closing fill, and each open lot is a fill that exhausted
+    # neither, so trades + open lots <= fills. Pages past the rows written are never touched.
+    m = qty.shape[0]
+    trade_i = np.empty((m, N_TRADE_I), dtype=np.int64)
+    trade_f = np.empty((m, N_TRADE_F))
+    open_i = np.empty((m, N_TRADE_I), dtype=np.int64)
+    open_f = np.empty((m, N_TRADE_F))
+    n_trades, n_open = round_trips_nb(env, bar, asset, qty, price, cost, n_envs, n_assets,
+                                      trade_i, trade_f, open_i, open_f)
+    trades = _to_records(trade_i, trade_f, n_trades)
+    return (trades, _to_records(open_i, open_f, n_open)) if return_open else trades
 
 
 def trades_table(trades: np.ndarray):
@@ -110,7 +119,8 @@ def compute_metrics(equity, *, periods_per_year: float, rf_annual: float = 0.0, 
     Args:
         equity: float (n, T+1) equity curves in currency (a 1-D curve is one env): column 0 the
             initial equity (> 0), then each bar's close equity. NaN may pad the end of a row
-            whose env ran fewer bars; every bar but a row's last must have equity > 0.
+            whose env ran fewer bars; every bar but a row's last must have equity > 0. A
+            ``CheckedEquity`` (``check_equity``) is taken as checked.
         periods_per_year: bars per year (252 for daily bars), > 0.
         rf_annual: annual risk-free rate (> -1) for Sharpe and Sortino.
         trades: ``TRADE_DTYPE`` round trips (``round_trips``) of these envs, or None.
@@ -139,7 +149,11 @@ def compute_metrics(equity, *, periods_per_year: float, rf_annual: float = 0.0, 
                         f"{type(params).__name__}")
     columns = dict.fromkeys(params or {})
     out = np.full((n, N_METRICS), np.nan)
-    equity_metrics_nb(eq, ppy, rf, out)
+    n_chunks = _n_chunks(eq)
+    if n_chunks:
+        equity_metrics_par_nb(n_chunks, eq, ppy, rf, out)
+    else:
+        equity_metrics_nb(eq, ppy, rf, out)
     metrics = list(EQUITY_METRICS)
     if trades is not None:
         env, pnl, bars = _trade_arrays(trades, n)
@@ -187,8 +201,12 @@ def exposure_turnover(held_bars, traded_notional, equity, *, periods_per_year: f
         raise ValueError(f"held_bars, traded_notional: expected shape ({n},) (one per equity "
                          f"row), got {held.shape} and {traded.shape}")
     out = np.full((n, N_METRICS), np.nan)
-    exposure_turnover_sums_nb(held, traded, eq, _number("periods_per_year", periods_per_year),
-                              out)
+    ppy = _number("periods_per_year", periods_per_year)
+    n_chunks = _n_chunks(eq)
+    if n_chunks:
+        exposure_turnover_sums_par_nb(n_chunks, held, traded, eq, ppy, out)
+    else:
+        exposure_turnover_sums_nb(held, traded, eq, ppy, out)
     return out[:, Metric.EXPOSURE].copy(), out[:, Metric.TURNOVER].copy()
 
 
@@ -215,37 +233,68 @@ def _float_array(name: str, x, ndim: int) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.float64)
 
 
+def _n_chunks(eq: np.ndarray) -> int:
+    """Chunks of rows for a threaded kernel over eq (a few per thread: rows differ in length),
+    or 0 for the serial kernel; both give the same results bit for bit."""
+    threads = numba.get_num_threads()
+    if threads < 2 or eq.shape[0] < 2 or eq.size < _PARALLEL_MIN:
+        return 0
+    return min(eq.shape[0], 4 * threads)
+
+
+class CheckedEquity(NamedTuple):
+    """Equity curves float64 (n, T+1) that passed the checks of ``compute_metrics``; made only
+    by ``check_equity``. Do not edit the array in place afterwards."""
+
+    array: np.ndarray
+
+
+def check_equity(equity) -> CheckedEquity:
+    """Check equity curves once for several metric calls (raises ValueError as
+    ``compute_metrics`` does)."""
+    return CheckedEquity(_equity_array(equity))
+
+
 def _equity_array(equity) -> np.ndarray:
+    if isinstance(equity, CheckedEquity):
+        return equity.array
     eq = np.asarray(equity)
     if eq.ndim == 1:
         eq = eq[None, :]
     eq = _float_array("equity", eq, 2)
     if eq.shape[0] < 1 or eq.shape[1] < 1:
         raise ValueError(f"equity: expected shape (n_envs >= 1, T+1 >= 1), got {eq.shape}")
-    if np.isinf(eq).any():
-        rows = np.nonzero(np.isinf(eq).any(axis=1))[0]
+    defects = np.empty(eq.shape[0], dtype=np.uint8)
+    n_chunks = _n_chunks(eq)
+    if n_chunks:
+        equity_defects_par_nb(n_chunks, eq, defects)
+    else:
+        equity_defects_nb(eq, defects)
+    if defects.any():
+        _raise_equity_defects(eq, defects)
+    return eq
+
+
+def _raise_equity_defects(eq: np.ndarray, defects: np.ndarray):
+    """The error of the first kind of defect found, listing the envs that have it."""
+    rows = np.nonzero(defects & EquityDefect.INF)[0]
+    if rows.size:
         raise ValueError(f"equity: expected finite values (NaN only as end padding), got inf in "
                          f"envs {rows[:10].tolist()}")
-    bad = ~(eq[:, 0] > 0.0)
-    if bad.any():
-        rows = np.nonzero(bad)[0]
+    rows = np.nonzero(defects & EquityDefect.INITIAL)[0]
+    if rows.size:
         raise ValueError(f"equity: expected an initial equity (column 0) > 0, got "
                          f"{eq[rows[0], 0]!r} for envs {rows[:10].tolist()}")
-    nan = np.isnan(eq)
     # padding: once a row is NaN it stays NaN
-    gap = nan[:, :-1] & ~nan[:, 1:]
-    if gap.any():
-        rows = np.nonzero(gap.any(axis=1))[0]
+    rows = np.nonzero(defects & EquityDefect.GAP)[0]
+    if rows.size:
         raise ValueError(f"equity: expected NaN only as padding after an env's last bar, got "
                          f"NaN followed by values in envs {rows[:10].tolist()}")
     # a bar after one with equity <= 0 has no meaningful return
-    before_last = ~nan[:, 1:] & (eq[:, :-1] <= 0.0)
-    if before_last.any():
-        rows = np.nonzero(before_last.any(axis=1))[0]
-        raise ValueError(f"equity: expected equity > 0 on every bar before an env's last (a "
-                         f"return after a wiped-out account is undefined), got <= 0 in envs "
-                         f"{rows[:10].tolist()}")
-    return eq
+    rows = np.nonzero(defects & EquityDefect.NOT_POSITIVE)[0]
+    raise ValueError(f"equity: expected equity > 0 on every bar before an env's last (a "
+                     f"return after a wiped-out account is undefined), got <= 0 in envs "
+                     f"{rows[:10].tolist()}")
 
 
 def _notional(name: str, x, shape: tuple, n_bars: np.ndarray) -> np.ndarray:
@@ -276,9 +325,15 @@ def _fill_arrays(fills, n_envs: int, n_assets: int):
     for x in ("qty", "price", "commission") + (("fee",) if "fee" in names else ()):
         if f.dtype[x].kind not in "iuf":
             raise TypeError(f"fills[{x!r}]: expected numbers, got {f.dtype[x]}")
-    env, bar, asset = (np.ascontiguousarray(f[x], dtype=np.int64) for x in ("env", "bar", "asset"))
-    qty, price, cost = (np.ascontiguousarray(f[x], dtype=np.float64)
-                        for x in ("qty", "price", "commission"))
+    if _plain_records(f):  # as FILL_DTYPE: the six columns in one pass over the records
+        env, bar, asset = (np.empty(f.shape[0], dtype=np.int64) for _ in range(3))
+        qty, price, cost = (np.empty(f.shape[0]) for _ in range(3))
+        fill_columns_nb(f, env, bar, asset, qty, price, cost)
+    else:
+        env, bar, asset = (np.ascontiguousarray(f[x], dtype=np.int64)
+                           for x in ("env", "bar", "asset"))
+        qty, price, cost = (np.ascontiguousarray(f[x], dtype=np.float64)
+                            for x in ("qty", "price", "commission"))
     if "fee" in names:
         cost = cost + f["fee"]
     for x, a, limit, hi in (("env", env, "n_envs", n_envs),
@@ -296,21 +351,28 @@ def _fill_arrays(fills, n_envs: int, n_assets: int):
     if bad.any():
         raise ValueError(f"fills['price']: expected finite prices > 0, got {price[bad][0]!r} at "
                          f"rows {np.nonzero(bad)[0][:10].tolist()}")
-    order = np.argsort(env, kind="stable")  # stable: keeps each env's execution order
-    back = (np.diff(bar[order]) < 0) & (np.diff(env[order]) == 0)
+    if (env[1:] >= env[:-1]).all():  # env-major already, as a backtest's fills
+        env_sorted, bar_sorted = env, bar
+    else:
+        order = np.argsort(env, kind="stable")  # stable: keeps each env's execution order
+        env_sorted, bar_sorted = env[order], bar[order]
+    back = (np.diff(bar_sorted) < 0) & (np.diff(env_sorted) == 0)
     if back.any():
-        e = env[order][1:][back][0]
+        e = env_sorted[1:][back][0]
         raise ValueError(f"fills: expected each env's fills in execution order (bars "
                          f"non-decreasing), got env {e} going back in time")
     return env, bar, asset, qty, price, cost
 
 
-def _to_records(trade_i: np.ndarray, trade_f: np.ndarray) -> np.ndarray:
-    out = np.empty(trade_i.shape[0], dtype=TRADE_DTYPE)
-    for name, c in _I_COLUMNS.items():
-        out[name] = trade_i[:, c]
-    for name, c in _F_COLUMNS.items():
-        out[name] = trade_f[:, c]
+def _plain_records(a: np.ndarray) -> bool:
+    """Whether Numba can read the records a: every field a native-endian scalar number."""
+    return all(a.dtype[x].kind in "biuf" and a.dtype[x].shape == () and a.dtype[x].isnative
+               for x in a.dtype.names)
+
+
+def _to_records(trade_i: np.ndarray, trade_f: np.ndarray, m: int) -> np.ndarray:
+    out = np.empty(m, dtype=TRADE_DTYPE)
+    trade_records_nb(trade_i, trade_f, out)
     return out
 
 
@@ -321,9 +383,14 @@ def _trade_arrays(trades, n_envs: int):
     if missing or t.ndim != 1:
         raise TypeError(f"trades: expected a 1-D TRADE_DTYPE array (round_trips), got dtype "
                         f"{t.dtype} shape {t.shape}")
-    env = np.ascontiguousarray(t["env"], dtype=np.int64)
-    pnl = np.ascontiguousarray(t["pnl"], dtype=np.float64)
-    bars = np.ascontiguousarray(t["bars"], dtype=np.float64)
+    if _plain_records(t) and t.dtype["env"].kind in "iu" and t.dtype["bars"].kind in "iu":
+        env = np.empty(t.shape[0], dtype=np.int64)
+        pnl, bars = np.empty(t.shape[0]), np.empty(t.shape[0])
+        trade_columns_nb(t, env, pnl, bars)
+    else:
+        env = np.ascontiguousarray(t["env"], dtype=np.int64)
+        pnl = np.ascontiguousarray(t["pnl"], dtype=np.float64)
+        bars = np.ascontiguousarray(t["bars"], dtype=np.float64)
     if env.size and (env.min() < 0 or env.max() >= n_envs):
         raise ValueError(f"trades['env']: expected env ids in [0, {n_envs - 1}] (one row of "
                          f"equity per env), got values in [{env.min()}, {env.max()}]")

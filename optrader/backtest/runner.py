@@ -40,7 +40,7 @@ from kernels.enums import (
 from kernels.step import FROZEN
 from kernels.strategies import N_STRATEGY_PARAM, N_STRATEGY_STATE, StrategyId, strategy_warmup
 from optrader.envs.vector import FILL_DTYPE, RANGE_ARG_NAMES, fill_records
-from optrader.metrics import compute_metrics, exposure_turnover, round_trips
+from optrader.metrics import check_equity, compute_metrics, exposure_turnover, round_trips
 from optrader.research_config import STRATEGY_PARAMS, check_param_value
 
 STRATEGIES = {name.lower(): code for name, code in StrategyId._asdict().items()}
@@ -355,10 +355,11 @@ def backtest_metrics(env, result: BacktestResult, *, periods_per_year: float,
     ``traded_notional``), with ``kernels.metrics``' definitions."""
     n = result.equity.shape[0]
     trades = round_trips(result.fills, n, env._n_assets)
-    frame = compute_metrics(result.equity, periods_per_year=periods_per_year,
-                            rf_annual=risk_free, trades=trades, params=params)
-    exposure, turnover = exposure_turnover(result.exposed_bars, result.traded_notional,
-                                           result.equity, periods_per_year=periods_per_year)
+    equity = check_equity(result.equity)  # one scan for both calls
+    frame = compute_metrics(equity, periods_per_year=periods_per_year, rf_annual=risk_free,
+                            trades=trades, params=params)
+    exposure, turnover = exposure_turnover(result.exposed_bars, result.traded_notional, equity,
+                                           periods_per_year=periods_per_year)
     frame["exposure"] = exposure
     frame["turnover"] = turnover
     return frame, trades
