@@ -59,7 +59,12 @@ class BacktestResult(NamedTuple):
 
 
 _NO_FEATURES = np.zeros(0, dtype=np.float32)
-FILL_BUFFER_BYTES = 256 * 2**20  # default budget of the fill buffers of one run
+# a fill in the lean kernel's pool (FILL_DTYPE) or the step's buffers (float and int columns)
+_RECORD_BYTES = max(FILL_DTYPE.itemsize, (N_RECORD_F + N_RECORD_I) * 8)
+# default budget of the fill buffers of one run: address space reserved up front, of which only
+# the pages the fills are written to become memory (a sweep of fast signals on 100 k bars makes
+# ~15 k fills per env; an env past its share of the budget runs again)
+FILL_BUFFER_BYTES = 2**30
 _LEAN_ARGS = ("bars", "series", "tradable", "cost_params", "slippage_model", "commission_model",
               "fill_mode", "max_leverage", "lot_size", "allow_short", "initial_cash",
               "bankrupt_fraction")
@@ -158,7 +163,7 @@ def run_strategy(env, strategy: str, params, *, assets=None, fill_cap: int | Non
                 # envs whose records did not fit the pool (sized from the budget) run again
                 # with room for exactly the fills they made; only their records are kept
                 rows = np.flatnonzero(lost)
-                extra = int(fill_count[rows].sum()) * (N_RECORD_F + N_RECORD_I) * 8
+                extra = int(fill_count[rows].sum()) * _RECORD_BYTES
                 if memory_budget_mb is not None and need + extra > memory_budget_mb * 2**20:
                     raise RuntimeError(
                         f"run_strategy: envs {rows[:10].tolist()} made up to "
@@ -343,8 +348,9 @@ def pad_stopped(equity: np.ndarray, steps: np.ndarray) -> np.ndarray:
 
 
 def estimate_backtest_bytes(n_envs: int, n_steps: int, fill_cap: int) -> int:
-    """Bytes a run allocates: equity curves plus fill buffers (the env itself excluded)."""
-    return int(n_envs * ((n_steps + 1) * 8 + fill_cap * (N_RECORD_F + N_RECORD_I) * 8))
+    """Bytes a run allocates at most: equity curves plus fill buffers (the env itself excluded;
+    fill buffers become memory only as fills are written)."""
+    return int(n_envs * ((n_steps + 1) * 8 + fill_cap * _RECORD_BYTES))
 
 
 def backtest_metrics(env, result: BacktestResult, *, periods_per_year: float,
@@ -397,7 +403,7 @@ def _check_assets(assets, n: int, n_assets: int, kind: int) -> np.ndarray | None
 def _default_cap(n: int, n_steps: int, slots: int) -> int:
     """Fill records kept per env: every possible one (a record per bar and slot) if that fits
     in FILL_BUFFER_BYTES, else the budget's share (a run that overflows it says so)."""
-    per_env = FILL_BUFFER_BYTES // (n * (N_RECORD_F + N_RECORD_I) * 8)
+    per_env = FILL_BUFFER_BYTES // (n * _RECORD_BYTES)
     return int(max(16, min(n_steps * slots, per_env)))
 
 
