@@ -120,11 +120,12 @@ LEAN_BLOCK = 256  # bars of target weights computed per strategy call (a (256, A
 
 
 @njit(cache=True, nogil=True, error_model="numpy", parallel=True)
-def run_strategy_lean_nb(chunk, kind, sparams, sstate, start, n_steps, bars, series, series_col,
-                         tradable, cost_params, slippage_model, commission_model, fill_mode,
-                         max_leverage, lot_size, allow_short, initial_cash, bankrupt_fraction,
-                         on_change, last_w, position, avg_px, acct, events, equity_out, pool,
-                         region_start, fill_start, fill_count, exposed, traded, steps_out):
+def run_strategy_lean_nb(chunk, kind, sparams, sstate, start, n_steps, columns, env_column, series,
+                         series_col, tradable, cost_params, slippage_model, commission_model,
+                         fill_mode, max_leverage, lot_size, allow_short, initial_cash,
+                         bankrupt_fraction, on_change, last_w, position, avg_px, acct, events,
+                         equity_out, pool, region_start, fill_start, fill_count, exposed, traded,
+                         steps_out):
     """Every env from bar ``start`` for ``n_steps`` bars; see the module docstring."""
     n = position.shape[0]
     for c in prange(region_start.shape[0] - 1):
@@ -133,13 +134,44 @@ def run_strategy_lean_nb(chunk, kind, sparams, sstate, start, n_steps, bars, ser
         end = region_start[c + 1]
         for i in range(c * chunk, min(n, c * chunk + chunk)):
             fill_start[i] = cursor
-            _lean_env_nb(i, kind, sparams, sstate, start, n_steps, bars, series, series_col,
-                         tradable, cost_params, slippage_model, commission_model, fill_mode,
-                         max_leverage, lot_size, allow_short, initial_cash, bankrupt_fraction,
-                         on_change, weights, last_w, position, avg_px, acct, events, equity_out,
-                         pool, end, fill_start, fill_count, exposed, traded, steps_out)
+            _lean_env_nb(i, kind, sparams, sstate, start, n_steps, columns[env_column[i]],
+                         series, series_col[i], tradable[env_column[i]], cost_params,
+                         slippage_model, commission_model, fill_mode, max_leverage, lot_size,
+                         allow_short, initial_cash, bankrupt_fraction, on_change, weights,
+                         last_w, position, avg_px, acct, events, equity_out, pool, end,
+                         fill_start, fill_count, exposed, traded, steps_out)
             cursor = min(end, cursor + fill_count[i])
     return 0
+
+
+@njit(cache=True, nogil=True, error_model="numpy", parallel=True)
+def copy_columns_nb(bars, tradable, assets, out_bars, out_tradable):
+    """Single-asset contiguous copies of the columns ``assets`` int64 (k,) of bars float64
+    (F, T, A) and tradable bool (T, A): out_bars[j] (F, T, 1) and out_tradable[j] (T, 1) are
+    asset assets[j] (out arrays of >= k rows)."""
+    n_fields, n_bars = bars.shape[0], bars.shape[1]
+    k = assets.shape[0]
+    block = 4096  # bars per task: each row bars[f, t, :] is read once for all k assets
+    for b in prange((n_bars + block - 1) // block):
+        for t in range(b * block, min(n_bars, b * block + block)):
+            for j in range(k):
+                out_tradable[j, t, 0] = tradable[t, assets[j]]
+            for f in range(n_fields):
+                for j in range(k):
+                    out_bars[j, f, t, 0] = bars[f, t, assets[j]]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def compact_records_nb(pool, src_start, count, dst_start):
+    """Move count[e] records from pool[src_start[e]:] to pool[dst_start[e]:] for each e in
+    order; safe in place when dst_start[e] <= src_start[e] and the destinations are ascending
+    (each move goes down, front to back)."""
+    for e in range(count.shape[0]):
+        s = src_start[e]
+        d = dst_start[e]
+        if s != d:
+            for m in range(count[e]):
+                pool[d + m] = pool[s + m]
 
 
 # Per-bar cost is the point of this kernel, so its bar loop calls no inlined function that takes

@@ -26,7 +26,13 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-from kernels.backtest import run_strategy_lean_nb, run_strategy_nb, run_strategy_par_nb
+from kernels.backtest import (
+    compact_records_nb,
+    copy_columns_nb,
+    run_strategy_lean_nb,
+    run_strategy_nb,
+    run_strategy_par_nb,
+)
 from kernels.enums import (
     N_ACCOUNT,
     N_RECORD_F,
@@ -245,46 +251,64 @@ class _PoolPart(NamedTuple):
     pool: np.ndarray
 
 
+ASSET_BATCH = 16  # single-asset envs: assets whose envs run in one kernel call
+
+
 def _run_lean(env, args, kind, sparams, sel, rows, start, n_steps, n_chunks, on_change, outs,
               fill_count, *, room: int | None = None, exact=None) -> list[_PoolPart]:
     """The lean kernel over envs ``rows``: row k of each output in ``outs`` (equity, exposed,
-    traded, steps) and of ``fill_count`` is env rows[k]. Fill records go to a pool per call,
-    split into one region per chunk of envs: ``room`` records per env of the chunk, or, with
-    ``exact``, room for exactly exact[k] records of env rows[k]. With single-asset envs the
-    kernel runs once per asset, on a one-column copy of the asset's bars so each env reads
-    contiguous memory."""
-    lean_args = [args[k] for k in _LEAN_ARGS]
+    traded, steps) and of ``fill_count`` is env rows[k].
+
+    Fill records go to one pool for the call, split into one region per chunk of envs:
+    ``room`` records per env of the chunk, or, with ``exact``, room for exactly exact[k]
+    records of env rows[k]. Single-asset envs run ``ASSET_BATCH`` assets at a time, each env on
+    a contiguous one-column copy of its asset's bars (read every bar) and on its asset's cost
+    series in place (read only at fills)."""
+    bars, tradable = _read_only(args["bars"]), _read_only(args["tradable"])
+    rest = [args[k] for k in _LEAN_ARGS[_LEAN_ARGS.index("slippage_model"):]]
     if sel is None:
-        groups = [(np.arange(rows.size), None)]
+        batches = [(np.arange(rows.size), None)]
     else:
-        groups = [(np.flatnonzero(sel[rows] == a), a) for a in np.unique(sel[rows])]
-    parts = []
-    for pos, a in groups:
+        assets = sel[rows]
+        uniq = np.unique(assets)
+        batches = [(np.flatnonzero(np.isin(assets, uniq[j:j + ASSET_BATCH])),
+                    uniq[j:j + ASSET_BATCH]) for j in range(0, uniq.size, ASSET_BATCH)]
+        width = min(ASSET_BATCH, uniq.size)
+        column_bars = np.empty((width, bars.shape[0], bars.shape[1], 1))
+        column_tradable = np.empty((width, bars.shape[1], 1), dtype=np.bool_)
+    plans = []
+    base = 0
+    for pos, batch_assets in batches:
         k = pos.size
-        envs = rows[pos]
-        sub = list(lean_args)
-        series_col = 0
-        if a is not None:
-            # the asset's bars as one contiguous column (read every bar); its cost series only
-            # at fills, in place (series_col)
-            sub[_LEAN_ARGS.index("bars")] = np.ascontiguousarray(args["bars"][:, :, a:a + 1])
-            sub[_LEAN_ARGS.index("tradable")] = np.ascontiguousarray(args["tradable"][:, a:a + 1])
-            series_col = int(a)
-        sub[_LEAN_ARGS.index("cost_params")] = np.ascontiguousarray(args["cost_params"][envs])
-        width = sub[0].shape[2]
-        # a run of consecutive rows (every env, or one asset of an asset-major sweep) is
-        # written in place; other row sets go through a copy
-        lo = int(pos[0])
-        in_place = pos[-1] - lo == k - 1
-        out = tuple(x[lo:lo + k] if in_place else np.ascontiguousarray(x[pos]) for x in outs)
         chunk = -(-k // max(1, min(k, n_chunks)))
         first = np.arange(0, k, chunk)
         if exact is None:
             region = np.diff(np.append(first, k)) * int(room)
         else:
             region = np.add.reduceat(np.asarray(exact)[pos], first)
-        region_start = np.concatenate([[0], np.cumsum(region)]).astype(np.int64)
-        pool = np.empty(region_start[-1], dtype=FILL_DTYPE)
+        region_start = base + np.concatenate([[0], np.cumsum(region)]).astype(np.int64)
+        base = int(region_start[-1])
+        plans.append((pos, batch_assets, chunk, region_start))
+    pool = np.empty(base, dtype=FILL_DTYPE)  # address space; pages only where fills go
+    parts = []
+    for pos, batch_assets, chunk, region_start in plans:
+        k = pos.size
+        envs = rows[pos]
+        if batch_assets is None:
+            columns, column_of = bars[None], np.zeros(k, dtype=np.int64)
+            trad, series_col = tradable[None], np.zeros(k, dtype=np.int64)
+        else:
+            copy_columns_nb(bars, tradable, batch_assets, column_bars, column_tradable)
+            columns = _read_only(column_bars[:batch_assets.size])
+            trad = _read_only(column_tradable[:batch_assets.size])
+            series_col = sel[envs].astype(np.int64)
+            column_of = np.searchsorted(batch_assets, series_col).astype(np.int64)
+        width = columns.shape[3]
+        # consecutive rows (every env, or a batch of an asset-major sweep) are written in
+        # place; other row sets go through a copy
+        lo = int(pos[0])
+        in_place = pos[-1] - lo == k - 1
+        out = tuple(x[lo:lo + k] if in_place else np.ascontiguousarray(x[pos]) for x in outs)
         last_w, position, avg_px = (np.zeros((k, width)) for _ in range(3))
         acct = np.zeros((k, N_ACCOUNT))
         events = np.zeros((k, env.risk_events.shape[1]), dtype=np.int64)
@@ -292,8 +316,9 @@ def _run_lean(env, args, kind, sparams, sel, rows, start, n_steps, n_chunks, on_
         fill_start = np.zeros(k, dtype=np.int64)
         count = np.zeros(k, dtype=np.int64)
         run_strategy_lean_nb(chunk, kind, np.ascontiguousarray(sparams[envs]), sstate, start,
-                             n_steps, sub[0], sub[1], series_col, *sub[2:], on_change, last_w, position, avg_px, acct, events,
-                             out[0], pool, region_start,
+                             n_steps, columns, column_of, args["series"], series_col, trad,
+                             np.ascontiguousarray(args["cost_params"][envs]), *rest, on_change,
+                             last_w, position, avg_px, acct, events, out[0], pool, region_start,
                              fill_start, count, *out[1:])
         if not in_place:
             for dst, src in zip(outs, out, strict=True):
@@ -305,6 +330,13 @@ def _run_lean(env, args, kind, sparams, sel, rows, start, n_steps, n_chunks, on_
     return parts
 
 
+def _read_only(x: np.ndarray) -> np.ndarray:
+    """A read-only view: the kernel then compiles once for market arrays and column copies."""
+    v = x.view()
+    v.setflags(write=False)
+    return v
+
+
 def _unrecorded(parts: list[_PoolPart], n: int) -> np.ndarray:
     """bool (n,): envs some of whose fill records did not fit their pool region."""
     lost = np.zeros(n, dtype=bool)
@@ -314,25 +346,43 @@ def _unrecorded(parts: list[_PoolPart], n: int) -> np.ndarray:
 
 
 def _pool_records(parts: list[_PoolPart], fill_count: np.ndarray) -> np.ndarray:
-    """FILL_DTYPE records of every env, env-major, gathered from the parts that kept them (each
-    env's records in exactly one part)."""
+    """FILL_DTYPE records of every env, env-major, from the parts that kept them (each env's
+    records in exactly one part). When one pool holds every env's records in env order, they
+    are moved down over the gaps in place and the result is a view of the pool (no second copy
+    of what can be millions of records); otherwise they are copied out."""
     offset = np.concatenate([[0], np.cumsum(fill_count)])
-    out = np.empty(int(offset[-1]), dtype=FILL_DTYPE)
-    for p in parts:
-        envs, start, count = p.envs[p.kept], p.start[p.kept], p.count[p.kept]
-        if envs.size == 0:
-            continue
-        dst = offset[envs]
-        # runs of envs whose records lie back to back in the pool and in the output (an env
-        # chunk of consecutive envs is one run) are copied as one slice each
-        cut = np.flatnonzero((start[1:] != start[:-1] + count[:-1])
-                             | (dst[1:] != dst[:-1] + count[:-1])) + 1
-        bounds = np.concatenate([[0], cut, [envs.size]])
-        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
-            m = int(start[hi - 1] + count[hi - 1] - start[lo])
-            out[dst[lo]:dst[lo] + m] = p.pool[start[lo]:start[lo] + m]
+    total = int(offset[-1])
+    envs = np.concatenate([p.envs for p in parts])
+    start = np.concatenate([p.start for p in parts])
+    one_pool = all(p.pool is parts[0].pool for p in parts)
+    if (one_pool and all(p.kept.all() for p in parts) and envs.size == fill_count.size
+            and (np.diff(envs) > 0).all() and (offset[envs] <= start).all()
+            and (np.diff(start) >= 0).all()):
+        pool = parts[0].pool
+        compact_records_nb(pool, start, fill_count[envs], offset[envs])
+        out = pool[:total]
+    else:
+        out = np.empty(total, dtype=FILL_DTYPE)
+        for p in parts:
+            _copy_kept(p, offset, out)
     out["env"] = np.repeat(np.arange(fill_count.size), fill_count)
     return out
+
+
+def _copy_kept(p: _PoolPart, offset: np.ndarray, out: np.ndarray) -> None:
+    """Copy the kept records of part p to out at each env's offset."""
+    envs, start, count = p.envs[p.kept], p.start[p.kept], p.count[p.kept]
+    if envs.size == 0:
+        return
+    dst = offset[envs]
+    # runs of envs whose records lie back to back in the pool and in the output (an env chunk
+    # of consecutive envs is one run) are copied as one slice each
+    cut = np.flatnonzero((start[1:] != start[:-1] + count[:-1])
+                         | (dst[1:] != dst[:-1] + count[:-1])) + 1
+    bounds = np.concatenate([[0], cut, [envs.size]])
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        m = int(start[hi - 1] + count[hi - 1] - start[lo])
+        out[dst[lo]:dst[lo] + m] = p.pool[start[lo]:start[lo] + m]
 
 
 def pad_stopped(equity: np.ndarray, steps: np.ndarray) -> np.ndarray:

@@ -107,7 +107,10 @@ def test_lean_and_fused_kernels_agree_on_random_costs_and_strategies():
 
 
 @pytest.mark.parametrize("slippage", ["fixed", "sqrt_impact"])
-def test_single_asset_envs_equal_one_asset_envs_on_that_column(slippage):
+def test_single_asset_envs_equal_one_asset_envs_on_that_column(slippage, monkeypatch):
+    from optrader.backtest import runner
+
+    monkeypatch.setattr(runner, "ASSET_BATCH", 2)  # batches {0, 1}, {2}; one shared fill pool
     frame = bars_frame(300, seed=4, n_assets=3)
     cfg = optrader.compose("training", ["observation.window=2", "env.episode_length=50",
                                         "execution.commission_bps=3", "data.split.use=all",
@@ -253,8 +256,9 @@ def test_envs_that_fill_the_default_buffer_run_again_with_room(monkeypatch):
 
 
 def test_interleaved_single_asset_envs_and_small_pools_keep_every_record(monkeypatch):
-    """Envs of one asset that are not consecutive rows, and a fill pool too small for some
-    envs: the result equals a roomy run of the same envs in asset-major order."""
+    """Envs of one asset that are not consecutive rows, batches of assets, and a fill pool too
+    small for some envs: the result equals a roomy run of the same envs in asset-major order
+    (one batch, records compacted in place)."""
     from optrader.backtest import runner
 
     frame = bars_frame(500, seed=9, n_assets=3)
@@ -267,6 +271,7 @@ def test_interleaved_single_asset_envs_and_small_pools_keep_every_record(monkeyp
                          "sma_cross", params[order], assets=assets[order], fill_cap=2000,
                          parallel=True)
     monkeypatch.setattr(runner, "FILL_BUFFER_BYTES", 1)
+    monkeypatch.setattr(runner, "ASSET_BATCH", 2)  # two kernel calls: assets {0, 1}, {2}
     tight = run_strategy(optrader.make_vec(cfg, num_envs=9, data=frame, parallel=False),
                          "sma_cross", params, assets=assets, parallel=True)
     back = np.argsort(order)  # row of env i of `tight` in `roomy`
