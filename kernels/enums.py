@@ -270,6 +270,18 @@ FILL_DTYPE = np.dtype([("env", np.int64), ("bar", np.int64), ("asset", np.int64)
 """One fill as a record: side +1 buy / -1 sell, qty signed units, price after slippage,
 commission and slippage in currency, order_type ``OrderType``, reason ``FillReason``."""
 
+TRADE_DTYPE = np.dtype([("env", np.int64), ("asset", np.int64), ("side", np.int8),
+                        ("qty", np.float64), ("entry_bar", np.int64), ("exit_bar", np.int64),
+                        ("entry_price", np.float64), ("exit_price", np.float64),
+                        ("pnl", np.float64), ("return", np.float64), ("bars", np.int64),
+                        ("commission", np.float64), ("entry_fill", np.int64),
+                        ("exit_fill", np.int64)], align=True)
+"""One FIFO round trip (``kernels.trades``): side +1 long / -1 short, qty units (> 0), prices in
+currency, pnl in currency net of ``commission`` (the entry and exit fills' costs apportioned to
+qty), return = pnl / (qty x entry_price), bars = exit_bar - entry_bar, entry_fill / exit_fill =
+indices into the fills given. An open lot has exit_bar, bars, exit_fill = -1 and exit_price,
+pnl, return = NaN."""
+
 
 class WorkingOrderT(NamedTuple):
     """Float columns of the per-env, per-asset working orders ``orders`` (n, A, N_ORDER)."""

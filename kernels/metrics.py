@@ -2,7 +2,8 @@
 
 Every kernel writes into caller-supplied arrays and validates nothing (``optrader.metrics`` checks
 shapes, dtypes and values once; ``equity_defects_nb`` finds the equity curves' defects for it as
-``EquityDefect`` bits per row). Metrics of env i go to row i of ``out`` float64
+``EquityDefect`` bits per row, and ``trade_metrics_nb`` returns the round trips' as
+``TradeDefect`` bits from the pass it makes anyway). Metrics of env i go to row i of ``out`` float64
 (n_envs, N_METRICS), columns ``Metric``; a kernel fills only its own columns. A ``*_par_nb``
 kernel is its serial namesake run over n_chunks chunks of rows in threads (the caller passes a
 few chunks per thread: Numba's thread count read inside a kernel would make it uncacheable), with
@@ -34,20 +35,9 @@ and counts as 0 (ANN_VOL then reports 0).
 bar (column t-1 is bar t); only the first T_i columns of row i are read. EXPOSURE = fraction of
 the T_i bars with gross notional > 0; TURNOVER = sum(traded) / T_i * ppy / mean(E_1..E_T).
 
-**Round trips (FIFO).** Fill arrays (m,): env, bar, asset int64; qty float64 signed units; price
-float64 (slippage included); cost float64 currency (commission + explicit fees). Required order:
-each env's fills in execution order (bars non-decreasing, same-bar fills in the order they
-executed); envs may interleave, e.g. one env step's fills after another's. Each (env, asset)
-keeps a FIFO queue of lots, one per fill that opened (or added to) a position. A fill against
-the position closes the oldest lots first; every (lot, closing fill) pair is one round trip, so
-its entry price is the lot's fill price. A fill that crosses zero closes every lot, then opens a
-lot in its own direction with the rest. Costs are apportioned pro rata to quantity: a trade of q
-units carries q / |qty| of both its entry and exit fill's cost, and pnl = side * q * (exit -
-entry) - those costs. Lots still open at the end are not trades; they are reported separately
-(exit fields -1 / NaN). Fills of qty 0 are skipped (a cost they carry belongs to no trade).
-Remainders below ``QTY_RTOL`` x |qty| of their fill are float dust of the position arithmetic
-and count as 0 (no ghost lots).
-Trades are written in exit order: by closing fill, then FIFO lot order.
+**Trade statistics.** ``trade_metrics_nb`` reads round trips (``kernels.trades``, which matches
+fills FIFO) as columns env, pnl and bars; the fields of ``TRADE_DTYPE`` records serve as they
+are (strided views, no copies).
 
 **Summation order.** Every sum runs in one fixed order, which fixes its bits: over bars for the
 return, drawdown and equity sums; over the returns as ``select_nb`` leaves them for the VaR tail
@@ -60,6 +50,10 @@ from typing import NamedTuple
 
 import numpy as np
 from numba import njit, prange
+
+# the round-trip kernels lived here: importable from kernels.metrics as before
+from kernels.trades import QTY_RTOL as QTY_RTOL
+from kernels.trades import round_trips_nb as round_trips_nb
 
 
 class MetricT(NamedTuple):
@@ -95,38 +89,6 @@ TRADE_METRICS = Metric[Metric.WIN_RATE:Metric.MAX_CONSEC_LOSSES + 1]
 NOTIONAL_METRICS = (Metric.EXPOSURE, Metric.TURNOVER)
 
 
-class TradeIntT(NamedTuple):
-    """Integer columns of the round trips ``trade_i`` int64 (m, N_TRADE_I)."""
-
-    ENV: int = 0
-    ASSET: int = 1
-    SIDE: int = 2  # +1 long, -1 short
-    ENTRY_BAR: int = 3
-    EXIT_BAR: int = 4  # -1 for an open lot
-    BARS: int = 5  # EXIT_BAR - ENTRY_BAR; -1 for an open lot
-    ENTRY_FILL: int = 6  # index of the opening fill in the input arrays
-    EXIT_FILL: int = 7  # index of the closing fill; -1 for an open lot
-
-
-TradeInt = TradeIntT()
-N_TRADE_I = len(TradeInt)
-
-
-class TradeFieldT(NamedTuple):
-    """Float columns of the round trips ``trade_f`` float64 (m, N_TRADE_F)."""
-
-    QTY: int = 0  # units, positive
-    ENTRY_PRICE: int = 1
-    EXIT_PRICE: int = 2  # NaN for an open lot
-    PNL: int = 3  # currency, net of COMMISSION; NaN for an open lot
-    RETURN: int = 4  # PNL / (QTY x ENTRY_PRICE); NaN for an open lot
-    COMMISSION: int = 5  # apportioned entry + exit cost, currency (entry share for an open lot)
-
-
-TradeField = TradeFieldT()
-N_TRADE_F = len(TradeField)
-
-
 class EquityDefectT(NamedTuple):
     """Bits of the per-row defect mask of ``equity_defects_nb`` (0: a valid curve)."""
 
@@ -138,8 +100,17 @@ class EquityDefectT(NamedTuple):
 
 EquityDefect = EquityDefectT()
 
+
+class TradeDefectT(NamedTuple):
+    """Bits that ``trade_metrics_nb`` returns (0: every round trip was valid)."""
+
+    ENV: int = 1  # an env id outside [0, n_envs) (the round trip is skipped)
+    PNL: int = 2  # a NaN or inf pnl: an open lot, not a round trip
+
+
+TradeDefect = TradeDefectT()
+
 ZERO_RTOL = 1e-12  # a dispersion this small relative to the returns is rounding noise
-QTY_RTOL = 1e-9  # a lot or fill remainder this small relative to its fill's |qty| is dust
 VAR_LEVEL = 0.05
 SELECT_BLOCK = 128  # positions select_nb classifies per block (a cache-resident scratch)
 
@@ -578,175 +549,28 @@ def _exposure_turnover_out(i, held, traded, eq, n_bars, periods_per_year, out):
         out[i, Metric.TURNOVER] = traded * periods_per_year / eq  # (sum/T) * ppy / (eq/T)
 
 
-# ---- round trips -------------------------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy")
-def _fifo_nb(env, bar, asset, qty, price, cost, n_envs, n_assets, write, trade_i, trade_f,
-             open_i, open_f):
-    """Match fills FIFO; count (write=False) or also write trades and open lots."""
-    n_fills = qty.shape[0]
-    # lot k is the part of fill k that opened a position: one lot per fill at most, so
-    # per-fill arrays and a linked list per (env, asset) hold every queue without growing
-    lot_rem = np.zeros(n_fills)
-    lot_next = np.full(n_fills, -1, dtype=np.int64)
-    head = np.full(n_envs * n_assets, -1, dtype=np.int64)
-    tail = np.full(n_envs * n_assets, -1, dtype=np.int64)
-    m = 0
-    for k in range(n_fills):
-        q = qty[k]
-        if q == 0.0:
-            continue
-        key = env[k] * n_assets + asset[k]
-        left = abs(q)
-        dust = QTY_RTOL * left
-        h = head[key]
-        # the queue holds lots of one side only; an opposite fill closes them oldest first
-        while left > 0.0 and h >= 0 and (qty[h] > 0.0) != (q > 0.0):
-            rem = lot_rem[h]
-            closed = min(rem, left)
-            if rem - closed <= QTY_RTOL * abs(qty[h]):
-                closed = rem  # dust left in the lot: it closes whole
-            if write:
-                side = 1 if qty[h] > 0.0 else -1
-                fee = closed * (cost[h] / abs(qty[h]) + cost[k] / abs(q))
-                pnl = side * closed * (price[k] - price[h]) - fee
-                trade_i[m, TradeInt.ENV] = env[k]
-                trade_i[m, TradeInt.ASSET] = asset[k]
-                trade_i[m, TradeInt.SIDE] = side
-                trade_i[m, TradeInt.ENTRY_BAR] = bar[h]
-                trade_i[m, TradeInt.EXIT_BAR] = bar[k]
-                trade_i[m, TradeInt.BARS] = bar[k] - bar[h]
-                trade_i[m, TradeInt.ENTRY_FILL] = h
-                trade_i[m, TradeInt.EXIT_FILL] = k
-                trade_f[m, TradeField.QTY] = closed
-                trade_f[m, TradeField.ENTRY_PRICE] = price[h]
-                trade_f[m, TradeField.EXIT_PRICE] = price[k]
-                trade_f[m, TradeField.PNL] = pnl
-                trade_f[m, TradeField.RETURN] = pnl / (closed * price[h])
-                trade_f[m, TradeField.COMMISSION] = fee
-            m += 1
-            left = max(left - closed, 0.0)
-            if left <= dust:
-                left = 0.0
-            if closed == rem:  # lot exhausted: pop it
-                lot_rem[h] = 0.0
-                h = lot_next[h]
-                head[key] = h
-                if h < 0:
-                    tail[key] = -1
-            else:
-                lot_rem[h] = rem - closed
-        if left > 0.0:  # what is left opens (or adds) a lot on the fill's side
-            lot_rem[k] = left
-            if tail[key] >= 0:
-                lot_next[tail[key]] = k
-            else:
-                head[key] = k
-            tail[key] = k
-    n_open = 0
-    for key in range(n_envs * n_assets):
-        h = head[key]
-        while h >= 0:
-            if write:
-                rem = lot_rem[h]
-                open_i[n_open, TradeInt.ENV] = env[h]
-                open_i[n_open, TradeInt.ASSET] = asset[h]
-                open_i[n_open, TradeInt.SIDE] = 1 if qty[h] > 0.0 else -1
-                open_i[n_open, TradeInt.ENTRY_BAR] = bar[h]
-                open_i[n_open, TradeInt.EXIT_BAR] = -1
-                open_i[n_open, TradeInt.BARS] = -1
-                open_i[n_open, TradeInt.ENTRY_FILL] = h
-                open_i[n_open, TradeInt.EXIT_FILL] = -1
-                open_f[n_open, TradeField.QTY] = rem
-                open_f[n_open, TradeField.ENTRY_PRICE] = price[h]
-                open_f[n_open, TradeField.EXIT_PRICE] = np.nan
-                open_f[n_open, TradeField.PNL] = np.nan
-                open_f[n_open, TradeField.RETURN] = np.nan
-                open_f[n_open, TradeField.COMMISSION] = rem * cost[h] / abs(qty[h])
-            n_open += 1
-            h = lot_next[h]
-    return m, n_open
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def fill_columns_nb(fills, env, bar, asset, qty, price, cost):
-    """Copy the fields env, bar, asset, qty, price and commission of the fill records (m,) into
-    env, bar, asset int64 (m,) and qty, price, cost float64 (m,), the inputs of round_trips_nb:
-    one pass over the records where a numpy copy per field makes six."""
-    for k in range(fills.shape[0]):
-        f = fills[k]
-        env[k] = f.env
-        bar[k] = f.bar
-        asset[k] = f.asset
-        qty[k] = f.qty
-        price[k] = f.price
-        cost[k] = f.commission
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def count_round_trips_nb(env, asset, qty, n_envs, n_assets):
-    """(number of round trips, number of lots left open) of the fills; sizes for round_trips_nb."""
-    empty_i = np.empty((0, N_TRADE_I), dtype=np.int64)
-    empty_f = np.empty((0, N_TRADE_F))
-    return _fifo_nb(env, env, asset, qty, qty, qty, n_envs, n_assets, False, empty_i, empty_f,
-                    empty_i, empty_f)
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def round_trips_nb(env, bar, asset, qty, price, cost, n_envs, n_assets, trade_i, trade_f,
-                   open_i, open_f):
-    """Write the FIFO round trips into trade_i (m, N_TRADE_I) / trade_f (m, N_TRADE_F) and the
-    open lots into open_i / open_f, sized by count_round_trips_nb; returns the two counts."""
-    return _fifo_nb(env, bar, asset, qty, price, cost, n_envs, n_assets, True, trade_i, trade_f,
-                    open_i, open_f)
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def trade_records_nb(trade_i, trade_f, out):
-    """Copy rows 0..m-1 of trade_i (>= m, N_TRADE_I) / trade_f (>= m, N_TRADE_F) into the records
-    out (m,) whose fields are the ``TradeInt`` and ``TradeField`` names in lower case
-    (``optrader.metrics.TRADE_DTYPE``): one pass, where a numpy copy per field makes fourteen."""
-    for j in range(out.shape[0]):
-        r = out[j]
-        r.env = trade_i[j, TradeInt.ENV]
-        r.asset = trade_i[j, TradeInt.ASSET]
-        r.side = trade_i[j, TradeInt.SIDE]
-        r.qty = trade_f[j, TradeField.QTY]
-        r.entry_bar = trade_i[j, TradeInt.ENTRY_BAR]
-        r.exit_bar = trade_i[j, TradeInt.EXIT_BAR]
-        r.entry_price = trade_f[j, TradeField.ENTRY_PRICE]
-        r.exit_price = trade_f[j, TradeField.EXIT_PRICE]
-        r.pnl = trade_f[j, TradeField.PNL]
-        r["return"] = trade_f[j, TradeField.RETURN]  # a Python keyword: no attribute syntax
-        r.bars = trade_i[j, TradeInt.BARS]
-        r.commission = trade_f[j, TradeField.COMMISSION]
-        r.entry_fill = trade_i[j, TradeInt.ENTRY_FILL]
-        r.exit_fill = trade_i[j, TradeInt.EXIT_FILL]
-
-
 # ---- trade statistics --------------------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy")
-def trade_columns_nb(trades, env, pnl, bars):
-    """Copy the fields env, pnl and bars of the trade records (m,) (``TRADE_DTYPE``) into
-    env int64 (m,), pnl and bars float64 (m,), the inputs of trade_metrics_nb, in one pass."""
-    for j in range(trades.shape[0]):
-        r = trades[j]
-        env[j] = r.env
-        pnl[j] = r.pnl
-        bars[j] = r.bars
-
-
 @njit(cache=True, nogil=True, error_model="numpy")
 def trade_metrics_nb(trade_env, trade_pnl, trade_bars, n_envs, out):
     """Fill the trade columns of out (n_envs, N_METRICS) from round trips (m,) in exit order
-    per env. A pnl of exactly 0 is neither a win nor a loss (it still counts as a trade).
-    NaN: WIN_RATE, EXPECTANCY, AVG_TRADE_BARS with no trades; AVG_WIN with no wins; AVG_LOSS and
-    PROFIT_FACTOR with no losses; KELLY when AVG_WIN or AVG_LOSS is NaN."""
+    per env: trade_env int64, trade_pnl float64, trade_bars int64 or float64 (any strides, e.g.
+    fields of ``TRADE_DTYPE`` records). A pnl of exactly 0 is neither a win nor a loss (it still
+    counts as a trade). NaN: WIN_RATE, EXPECTANCY, AVG_TRADE_BARS with no trades; AVG_WIN with
+    no wins; AVG_LOSS and PROFIT_FACTOR with no losses; KELLY when AVG_WIN or AVG_LOSS is NaN.
+    Returns the ``TradeDefect`` bits of the round trips (0: the results are valid)."""
     # per env: trades, wins, losses, sum of wins, |sum of losses|, sum of pnl, sum of bars,
     # current losing streak, longest losing streak
     acc = np.zeros((n_envs, 9))
+    bits = 0
     for j in range(trade_env.shape[0]):
-        a = acc[trade_env[j]]
+        e = trade_env[j]
+        if e < 0 or e >= n_envs:
+            bits |= TradeDefect.ENV
+            continue
+        a = acc[e]
         p = trade_pnl[j]
+        if not math.isfinite(p):
+            bits |= TradeDefect.PNL
         a[0] += 1.0
         if p > 0.0:
             a[1] += 1.0
@@ -778,3 +602,4 @@ def trade_metrics_nb(trade_env, trade_pnl, trade_bars, n_envs, out):
             out[e, Metric.KELLY] = win_rate - (1.0 - win_rate) / (avg_win / avg_loss)
         else:
             out[e, Metric.KELLY] = nan
+    return bits

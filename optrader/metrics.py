@@ -4,7 +4,8 @@
 DataFrame with one row per env; ``round_trips`` matches fill records (``drain_fills`` of
 ``TradingVectorEnv``, concatenated over steps) FIFO into round trips; ``trades_table`` exports them
 to Arrow. Inputs are checked here once, with errors naming what was expected and what arrived;
-the kernels then run without checks. Definitions and conventions: ``kernels/metrics.py``.
+the kernels then run without checks. Definitions and conventions: ``kernels/metrics.py`` and
+``kernels/trades.py`` (FIFO matching).
 
 Batches of more than ``_PARALLEL_MIN`` equity values run the threaded kernels (the same results
 bit for bit). The equity check is one kernel pass; ``check_equity`` returns curves that passed it
@@ -20,11 +21,10 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
+from kernels.enums import TRADE_DTYPE
 from kernels.metrics import (
     EQUITY_METRICS,
     N_METRICS,
-    N_TRADE_F,
-    N_TRADE_I,
     NOTIONAL_METRICS,
     TRADE_METRICS,
     EquityDefect,
@@ -36,23 +36,9 @@ from kernels.metrics import (
     exposure_turnover_nb,
     exposure_turnover_sums_nb,
     exposure_turnover_sums_par_nb,
-    fill_columns_nb,
-    round_trips_nb,
-    trade_columns_nb,
     trade_metrics_nb,
-    trade_records_nb,
 )
-
-TRADE_DTYPE = np.dtype([("env", np.int64), ("asset", np.int64), ("side", np.int8),
-                        ("qty", np.float64), ("entry_bar", np.int64), ("exit_bar", np.int64),
-                        ("entry_price", np.float64), ("exit_price", np.float64),
-                        ("pnl", np.float64), ("return", np.float64), ("bars", np.int64),
-                        ("commission", np.float64), ("entry_fill", np.int64),
-                        ("exit_fill", np.int64)], align=True)
-"""One FIFO round trip: side +1 long / -1 short, qty units (> 0), prices in currency, pnl in
-currency net of ``commission`` (the entry and exit fills' costs apportioned to qty), return =
-pnl / (qty x entry_price), bars = exit_bar - entry_bar, entry_fill / exit_fill = indices into the
-fills given. An open lot has exit_bar, bars, exit_fill = -1 and exit_price, pnl, return = NaN."""
+from kernels.trades import fill_defects_nb, round_trips_nb
 
 METRIC_NAMES = tuple(name.lower() for name in Metric._fields)
 LOWER_IS_BETTER = frozenset({"ann_vol", "max_drawdown", "max_dd_duration", "var_95", "cvar_95",
@@ -60,6 +46,7 @@ LOWER_IS_BETTER = frozenset({"ann_vol", "max_drawdown", "max_dd_duration", "var_
 """Metrics where the smallest value ranks first (risks and losses are positive numbers); every
 other metric ranks largest first (backtest tables, report selection)."""
 _FILL_FIELDS = ("env", "bar", "asset", "qty", "price", "commission")
+_FILL_TYPES = (np.int64, np.int64, np.int64, np.float64, np.float64, np.float64)
 _INT_METRICS = (Metric.MAX_DD_DURATION, Metric.N_TRADES, Metric.MAX_CONSEC_LOSSES)
 _PARALLEL_MIN = 1 << 16  # equity values below which a threaded kernel's start-up outweighs it
 
@@ -84,19 +71,21 @@ def round_trips(fills: np.ndarray, n_envs: int, n_assets: int, *,
     """
     n_envs = _count("n_envs", n_envs)
     n_assets = _count("n_assets", n_assets)
-    env, bar, asset, qty, price, cost = _fill_arrays(fills, n_envs, n_assets)
-    # one matching pass into buffers of one row per fill instead of counting first: each round
-    # trip exhausts its lot or its closing fill, and each open lot is a fill that exhausted
-    # neither, so trades + open lots <= fills. Pages past the rows written are never touched.
-    m = qty.shape[0]
-    trade_i = np.empty((m, N_TRADE_I), dtype=np.int64)
-    trade_f = np.empty((m, N_TRADE_F))
-    open_i = np.empty((m, N_TRADE_I), dtype=np.int64)
-    open_f = np.empty((m, N_TRADE_F))
-    n_trades, n_open = round_trips_nb(env, bar, asset, qty, price, cost, n_envs, n_assets,
-                                      trade_i, trade_f, open_i, open_f)
-    trades = _to_records(trade_i, trade_f, n_trades)
-    return (trades, _to_records(open_i, open_f, n_open)) if return_open else trades
+    columns = _fill_columns(fills)
+    if fill_defects_nb(*columns, n_envs, n_assets):
+        _raise_fill_defects(*columns, n_envs, n_assets)
+    # one matching pass into records of one row per fill instead of counting first (trades +
+    # open lots <= fills): only the rows written become memory, and resize hands the rest back
+    # in place (a shrinking realloc moves nothing)
+    m = columns[0].shape[0]
+    trades = np.empty(m, dtype=TRADE_DTYPE)
+    lots = np.empty(m, dtype=TRADE_DTYPE)
+    n_trades, n_open = round_trips_nb(*columns, n_envs, n_assets, trades, lots)
+    trades.resize(n_trades, refcheck=False)  # nothing else refers to them yet
+    if not return_open:
+        return trades
+    lots.resize(n_open, refcheck=False)
+    return trades, lots
 
 
 def trades_table(trades: np.ndarray):
@@ -156,8 +145,9 @@ def compute_metrics(equity, *, periods_per_year: float, rf_annual: float = 0.0, 
         equity_metrics_nb(eq, ppy, rf, out)
     metrics = list(EQUITY_METRICS)
     if trades is not None:
-        env, pnl, bars = _trade_arrays(trades, n)
-        trade_metrics_nb(env, pnl, bars, n, out)
+        env, pnl, bars = _trade_columns(trades)
+        if trade_metrics_nb(env, pnl, bars, n, out):
+            _raise_trade_defects(env, pnl, n)
         metrics += TRADE_METRICS
     if (gross_notional is None) != (traded_notional is None):
         raise ValueError("gross_notional, traded_notional: expected both or neither, got "
@@ -311,7 +301,10 @@ def _notional(name: str, x, shape: tuple, n_bars: np.ndarray) -> np.ndarray:
     return a
 
 
-def _fill_arrays(fills, n_envs: int, n_assets: int):
+def _fill_columns(fills) -> tuple:
+    """(env, bar, asset, qty, price, cost) of the fill records for round_trips_nb: views of
+    the record fields when they are already int64 / float64 (as FILL_DTYPE: no copies), else
+    contiguous copies converted to those dtypes; cost = commission + fee when there is a fee."""
     f = np.asarray(fills)
     names = f.dtype.names or ()
     missing = [x for x in _FILL_FIELDS if x not in names]
@@ -325,17 +318,19 @@ def _fill_arrays(fills, n_envs: int, n_assets: int):
     for x in ("qty", "price", "commission") + (("fee",) if "fee" in names else ()):
         if f.dtype[x].kind not in "iuf":
             raise TypeError(f"fills[{x!r}]: expected numbers, got {f.dtype[x]}")
-    if _plain_records(f):  # as FILL_DTYPE: the six columns in one pass over the records
-        env, bar, asset = (np.empty(f.shape[0], dtype=np.int64) for _ in range(3))
-        qty, price, cost = (np.empty(f.shape[0]) for _ in range(3))
-        fill_columns_nb(f, env, bar, asset, qty, price, cost)
-    else:
-        env, bar, asset = (np.ascontiguousarray(f[x], dtype=np.int64)
-                           for x in ("env", "bar", "asset"))
-        qty, price, cost = (np.ascontiguousarray(f[x], dtype=np.float64)
-                            for x in ("qty", "price", "commission"))
+    views = tuple(f[x] for x in _FILL_FIELDS)
+    if "fee" not in names and all(v.dtype == t and v.flags.aligned
+                                  for v, t in zip(views, _FILL_TYPES, strict=True)):
+        return views
+    env, bar, asset, qty, price, cost = (np.ascontiguousarray(v, dtype=t)
+                                         for v, t in zip(views, _FILL_TYPES, strict=True))
     if "fee" in names:
         cost = cost + f["fee"]
+    return env, bar, asset, qty, price, cost
+
+
+def _raise_fill_defects(env, bar, asset, qty, price, cost, n_envs: int, n_assets: int):
+    """The error of the first defect, in this order, of fills that fill_defects_nb rejected."""
     for x, a, limit, hi in (("env", env, "n_envs", n_envs),
                             ("asset", asset, "n_assets", n_assets)):
         if a.size and (a.min() < 0 or a.max() >= hi):
@@ -351,50 +346,42 @@ def _fill_arrays(fills, n_envs: int, n_assets: int):
     if bad.any():
         raise ValueError(f"fills['price']: expected finite prices > 0, got {price[bad][0]!r} at "
                          f"rows {np.nonzero(bad)[0][:10].tolist()}")
-    if (env[1:] >= env[:-1]).all():  # env-major already, as a backtest's fills
-        env_sorted, bar_sorted = env, bar
-    else:
-        order = np.argsort(env, kind="stable")  # stable: keeps each env's execution order
-        env_sorted, bar_sorted = env[order], bar[order]
+    order = np.argsort(env, kind="stable")  # stable: keeps each env's execution order
+    env_sorted, bar_sorted = env[order], bar[order]
     back = (np.diff(bar_sorted) < 0) & (np.diff(env_sorted) == 0)
     if back.any():
         e = env_sorted[1:][back][0]
         raise ValueError(f"fills: expected each env's fills in execution order (bars "
                          f"non-decreasing), got env {e} going back in time")
-    return env, bar, asset, qty, price, cost
+    raise AssertionError("fill_defects_nb rejected fills that pass the checks here")
 
 
-def _plain_records(a: np.ndarray) -> bool:
-    """Whether Numba can read the records a: every field a native-endian scalar number."""
-    return all(a.dtype[x].kind in "biuf" and a.dtype[x].shape == () and a.dtype[x].isnative
-               for x in a.dtype.names)
-
-
-def _to_records(trade_i: np.ndarray, trade_f: np.ndarray, m: int) -> np.ndarray:
-    out = np.empty(m, dtype=TRADE_DTYPE)
-    trade_records_nb(trade_i, trade_f, out)
-    return out
-
-
-def _trade_arrays(trades, n_envs: int):
+def _trade_columns(trades):
+    """(env int64, pnl float64, bars int64 or float64) of the trade records for
+    trade_metrics_nb: views of the fields that have those dtypes (TRADE_DTYPE: no copies), else
+    contiguous converted copies (bars as float64)."""
     t = np.asarray(trades)
     names = t.dtype.names or ()
     missing = [x for x in ("env", "pnl", "bars") if x not in names]
     if missing or t.ndim != 1:
         raise TypeError(f"trades: expected a 1-D TRADE_DTYPE array (round_trips), got dtype "
                         f"{t.dtype} shape {t.shape}")
-    if _plain_records(t) and t.dtype["env"].kind in "iu" and t.dtype["bars"].kind in "iu":
-        env = np.empty(t.shape[0], dtype=np.int64)
-        pnl, bars = np.empty(t.shape[0]), np.empty(t.shape[0])
-        trade_columns_nb(t, env, pnl, bars)
-    else:
-        env = np.ascontiguousarray(t["env"], dtype=np.int64)
-        pnl = np.ascontiguousarray(t["pnl"], dtype=np.float64)
-        bars = np.ascontiguousarray(t["bars"], dtype=np.float64)
+    env, pnl, bars = t["env"], t["pnl"], t["bars"]
+    if not (env.dtype == np.int64 and env.flags.aligned):
+        env = np.ascontiguousarray(env, dtype=np.int64)
+    if not (pnl.dtype == np.float64 and pnl.flags.aligned):
+        pnl = np.ascontiguousarray(pnl, dtype=np.float64)
+    if not (bars.dtype in (np.int64, np.float64) and bars.flags.aligned):
+        bars = np.ascontiguousarray(bars, dtype=np.float64)
+    return env, pnl, bars
+
+
+def _raise_trade_defects(env, pnl, n_envs: int):
+    """The error of the first defect of round trips that trade_metrics_nb reported."""
     if env.size and (env.min() < 0 or env.max() >= n_envs):
         raise ValueError(f"trades['env']: expected env ids in [0, {n_envs - 1}] (one row of "
                          f"equity per env), got values in [{env.min()}, {env.max()}]")
     if not np.isfinite(pnl).all():
         raise ValueError("trades['pnl']: expected finite values (closed round trips only, not "
                          "open lots), got NaN or inf")
-    return env, pnl, bars
+    raise AssertionError("trade_metrics_nb reported defects that the checks here do not find")

@@ -1,4 +1,4 @@
-"""Tests for kernels/metrics.py and optrader/metrics.py.
+"""Tests for kernels/metrics.py, kernels/trades.py and optrader/metrics.py.
 
 * equity_metrics_nb against pandas/numpy on random NaN-padded curves of different lengths, and
   on textbook curves (known drawdown and duration, zero-std Sharpe, doubling CAGR, known VaR);
@@ -21,20 +21,14 @@ from hypothesis import strategies as st
 
 from kernels.metrics import (
     N_METRICS,
-    N_TRADE_F,
-    N_TRADE_I,
-    QTY_RTOL,
     ZERO_RTOL,
     Metric,
-    TradeField,
-    TradeInt,
-    count_round_trips_nb,
     equity_metrics_nb,
     exposure_turnover_nb,
     quantile_nb,
-    round_trips_nb,
     trade_metrics_nb,
 )
+from kernels.trades import QTY_RTOL, round_trips_nb
 from optrader.envs.vector import FILL_DTYPE
 from optrader.metrics import TRADE_DTYPE, compute_metrics, round_trips, trades_table
 
@@ -291,16 +285,11 @@ fill_st = st.tuples(st.integers(0, 2), st.integers(0, 2), st.integers(0, 2),
 
 
 def kernel_round_trips(f, n_envs, n_assets):
-    args = (np.ascontiguousarray(f["env"], dtype=np.int64),
-            np.ascontiguousarray(f["bar"], dtype=np.int64),
-            np.ascontiguousarray(f["asset"], dtype=np.int64),
-            np.ascontiguousarray(f["qty"]), np.ascontiguousarray(f["price"]),
-            np.ascontiguousarray(f["commission"]))
-    m, n_open = count_round_trips_nb(args[0], args[2], args[3], n_envs, n_assets)
-    ti, tf = np.empty((m, N_TRADE_I), np.int64), np.empty((m, N_TRADE_F))
-    oi, of = np.empty((n_open, N_TRADE_I), np.int64), np.empty((n_open, N_TRADE_F))
-    assert round_trips_nb(*args, n_envs, n_assets, ti, tf, oi, of) == (m, n_open)
-    return ti, tf, oi, of
+    """(trades, open lots) of round_trips_nb reading the fields of the records f in place."""
+    trades, lots = np.empty(len(f), TRADE_DTYPE), np.empty(len(f), TRADE_DTYPE)
+    n_trades, n_open = round_trips_nb(f["env"], f["bar"], f["asset"], f["qty"], f["price"],
+                                      f["commission"], n_envs, n_assets, trades, lots)
+    return trades[:n_trades], lots[:n_open]
 
 
 @SETTINGS
@@ -313,24 +302,22 @@ def test_round_trips_match_python_fifo(rows):
         clock[env] += step
         seq.append((env, asset, clock[env], qty, float(px), fee))
     f = make_fills(seq) if seq else np.zeros(0, FILL_DTYPE)
-    ti, tf, oi, of = kernel_round_trips(f, 3, 3)
+    t, o = kernel_round_trips(f, 3, 3)
     want, lots = ref_round_trips(f)
-    assert len(ti) == len(want) and len(oi) == len(lots)
-    assert len(ti) <= len(f)  # each (lot, closing fill) pair exhausts one of them
+    assert len(t) == len(want) and len(o) == len(lots)
+    assert len(t) + len(o) <= len(f)  # each (lot, closing fill) pair exhausts one of them
     for j, (env, asset, side, qty, b0, b1, p0, p1, pnl, fee) in enumerate(want):
-        assert tuple(ti[j, [TradeInt.ENV, TradeInt.ASSET, TradeInt.SIDE, TradeInt.ENTRY_BAR,
-                            TradeInt.EXIT_BAR, TradeInt.BARS]]) == (env, asset, side, b0, b1,
-                                                                    b1 - b0)
+        assert tuple(t[["env", "asset", "side", "entry_bar", "exit_bar", "bars"]][j]) == (
+            env, asset, side, b0, b1, b1 - b0)
         np.testing.assert_allclose(
-            tf[j, [TradeField.QTY, TradeField.ENTRY_PRICE, TradeField.EXIT_PRICE, TradeField.PNL,
-                   TradeField.COMMISSION, TradeField.RETURN]],
+            [t[x][j] for x in ("qty", "entry_price", "exit_price", "pnl", "commission", "return")],
             [qty, p0, p1, pnl, fee, pnl / (qty * p0)], rtol=1e-12, atol=1e-9)
     for j, (env, asset, side, qty, b0, p0, fee) in enumerate(lots):
-        assert tuple(oi[j, [TradeInt.ENV, TradeInt.ASSET, TradeInt.SIDE, TradeInt.ENTRY_BAR,
-                            TradeInt.EXIT_BAR]]) == (env, asset, side, b0, -1)
-        np.testing.assert_allclose(of[j, [TradeField.QTY, TradeField.ENTRY_PRICE,
-                                          TradeField.COMMISSION]], [qty, p0, fee], rtol=1e-12)
-        assert np.isnan(of[j, TradeField.PNL])
+        assert tuple(o[["env", "asset", "side", "entry_bar", "exit_bar", "bars", "exit_fill"]][j]
+                     ) == (env, asset, side, b0, -1, -1, -1)
+        np.testing.assert_allclose([o[x][j] for x in ("qty", "entry_price", "commission")],
+                                   [qty, p0, fee], rtol=1e-12)
+        assert np.isnan(o["pnl"][j]) and np.isnan(o["exit_price"][j]) and np.isnan(o["return"][j])
     # reconciliation: closed P&L + open lots marked at 100 = cash flows marked at 100 - costs
     for env in range(3):
         for asset in range(3):
@@ -338,11 +325,11 @@ def test_round_trips_match_python_fifo(rows):
             sel = (f["env"] == env) & (f["asset"] == asset) & (f["qty"] != 0.0)
             cash = -(f["qty"][sel] * f["price"][sel]).sum() + f["qty"][sel].sum() * 100.0 \
                 - f["commission"][sel].sum()
-            t = (ti[:, TradeInt.ENV] == env) & (ti[:, TradeInt.ASSET] == asset)
-            o = (oi[:, TradeInt.ENV] == env) & (oi[:, TradeInt.ASSET] == asset)
-            marked = oi[o, TradeInt.SIDE] * of[o, TradeField.QTY] \
-                * (100.0 - of[o, TradeField.ENTRY_PRICE]) - of[o, TradeField.COMMISSION]
-            booked = tf[t, TradeField.PNL].sum() + marked.sum()
+            t_ea = t[(t["env"] == env) & (t["asset"] == asset)]
+            o_ea = o[(o["env"] == env) & (o["asset"] == asset)]
+            marked = (o_ea["side"] * o_ea["qty"] * (100.0 - o_ea["entry_price"])
+                      - o_ea["commission"])
+            booked = t_ea["pnl"].sum() + marked.sum()
             assert booked == pytest.approx(cash, abs=1e-7)
 
 

@@ -1,11 +1,13 @@
-"""The fast paths of kernels/metrics.py and optrader/metrics.py give the plain paths' results
-bit for bit.
+"""The fast paths of kernels/metrics.py, kernels/trades.py and optrader/metrics.py give the plain
+paths' results bit for bit.
 
 The references below are the plain implementations the fast ones replaced, kept here verbatim in
 substance: the Hoare selection with its scalar scans, the one-row equity kernel (which sums the
 tail and the dispersions in the order the selection leaves the returns in, so the selection's
 exact swaps are part of the results), the one-chain exposure sums, the numpy equity checks, and
-round trips through a stable argsort, a counting pass and one numpy copy per record field.
+round trips from contiguous column copies checked with numpy, matched by the FIFO kernel with one
+lot per fill into (m, 8) int64 / (m, 6) float64 buffers after a counting pass, then one numpy
+copy per record field (the matcher now reads the records' fields in place and writes records).
 """
 
 import math
@@ -24,10 +26,7 @@ from kernels.metrics import (
     ZERO_RTOL,
     EquityDefect,
     Metric,
-    TradeField,
-    TradeInt,
     _min_nb,
-    count_round_trips_nb,
     equity_defects_nb,
     equity_defects_par_nb,
     equity_metrics_nb,
@@ -35,11 +34,18 @@ from kernels.metrics import (
     exposure_turnover_sums_nb,
     exposure_turnover_sums_par_nb,
     quantile_nb,
-    round_trips_nb,
     select_nb,
+    trade_metrics_nb,
 )
+from kernels.trades import QTY_RTOL, FillDefect, fill_defects_nb, round_trips_nb
 from optrader.envs.vector import FILL_DTYPE
-from optrader.metrics import TRADE_DTYPE, compute_metrics, exposure_turnover, round_trips
+from optrader.metrics import (
+    METRIC_NAMES,
+    TRADE_DTYPE,
+    compute_metrics,
+    exposure_turnover,
+    round_trips,
+)
 
 NAN = math.nan
 
@@ -227,29 +233,174 @@ def ref_defects(eq):
     return bits.astype(np.uint8)
 
 
-def ref_round_trips(fills, n_envs, n_assets):
-    """round_trips as it was: per-field copies, a stable argsort for the order check, a counting
-    pass, then one numpy copy per record field. Returns (trades, open lots)."""
+# columns of the plain matcher's buffers: int64 (m, 8) and float64 (m, 6)
+ENV, ASSET, SIDE, ENTRY_BAR, EXIT_BAR, BARS, ENTRY_FILL, EXIT_FILL = range(8)
+QTY, ENTRY_PRICE, EXIT_PRICE, PNL, RETURN, COMMISSION = range(6)
+
+
+@njit(error_model="numpy")
+def ref_fifo_nb(env, bar, asset, qty, price, cost, n_envs, n_assets, write, trade_i, trade_f,
+                open_i, open_f):
+    n_fills = qty.shape[0]
+    lot_rem = np.zeros(n_fills)
+    lot_next = np.full(n_fills, -1, dtype=np.int64)
+    head = np.full(n_envs * n_assets, -1, dtype=np.int64)
+    tail = np.full(n_envs * n_assets, -1, dtype=np.int64)
+    m = 0
+    for k in range(n_fills):
+        q = qty[k]
+        if q == 0.0:
+            continue
+        key = env[k] * n_assets + asset[k]
+        left = abs(q)
+        dust = QTY_RTOL * left
+        h = head[key]
+        while left > 0.0 and h >= 0 and (qty[h] > 0.0) != (q > 0.0):
+            rem = lot_rem[h]
+            closed = min(rem, left)
+            if rem - closed <= QTY_RTOL * abs(qty[h]):
+                closed = rem
+            if write:
+                side = 1 if qty[h] > 0.0 else -1
+                fee = closed * (cost[h] / abs(qty[h]) + cost[k] / abs(q))
+                pnl = side * closed * (price[k] - price[h]) - fee
+                trade_i[m, ENV] = env[k]
+                trade_i[m, ASSET] = asset[k]
+                trade_i[m, SIDE] = side
+                trade_i[m, ENTRY_BAR] = bar[h]
+                trade_i[m, EXIT_BAR] = bar[k]
+                trade_i[m, BARS] = bar[k] - bar[h]
+                trade_i[m, ENTRY_FILL] = h
+                trade_i[m, EXIT_FILL] = k
+                trade_f[m, QTY] = closed
+                trade_f[m, ENTRY_PRICE] = price[h]
+                trade_f[m, EXIT_PRICE] = price[k]
+                trade_f[m, PNL] = pnl
+                trade_f[m, RETURN] = pnl / (closed * price[h])
+                trade_f[m, COMMISSION] = fee
+            m += 1
+            left = max(left - closed, 0.0)
+            if left <= dust:
+                left = 0.0
+            if closed == rem:
+                lot_rem[h] = 0.0
+                h = lot_next[h]
+                head[key] = h
+                if h < 0:
+                    tail[key] = -1
+            else:
+                lot_rem[h] = rem - closed
+        if left > 0.0:
+            lot_rem[k] = left
+            if tail[key] >= 0:
+                lot_next[tail[key]] = k
+            else:
+                head[key] = k
+            tail[key] = k
+    n_open = 0
+    for key in range(n_envs * n_assets):
+        h = head[key]
+        while h >= 0:
+            if write:
+                rem = lot_rem[h]
+                open_i[n_open, ENV] = env[h]
+                open_i[n_open, ASSET] = asset[h]
+                open_i[n_open, SIDE] = 1 if qty[h] > 0.0 else -1
+                open_i[n_open, ENTRY_BAR] = bar[h]
+                open_i[n_open, EXIT_BAR] = -1
+                open_i[n_open, BARS] = -1
+                open_i[n_open, ENTRY_FILL] = h
+                open_i[n_open, EXIT_FILL] = -1
+                open_f[n_open, QTY] = rem
+                open_f[n_open, ENTRY_PRICE] = price[h]
+                open_f[n_open, EXIT_PRICE] = np.nan
+                open_f[n_open, PNL] = np.nan
+                open_f[n_open, RETURN] = np.nan
+                open_f[n_open, COMMISSION] = rem * cost[h] / abs(qty[h])
+            n_open += 1
+            h = lot_next[h]
+    return m, n_open
+
+
+def ref_fill_columns(fills):
     f = np.asarray(fills)
     env, bar, asset = (np.ascontiguousarray(f[x], dtype=np.int64) for x in ("env", "bar", "asset"))
     qty, price, cost = (np.ascontiguousarray(f[x], dtype=np.float64)
                         for x in ("qty", "price", "commission"))
     if "fee" in f.dtype.names:
         cost = cost + f["fee"]
-    order = np.argsort(env, kind="stable")
-    assert not ((np.diff(bar[order]) < 0) & (np.diff(env[order]) == 0)).any()
-    m, n_open = count_round_trips_nb(env, asset, qty, n_envs, n_assets)
+    return env, bar, asset, qty, price, cost
+
+
+def ref_fill_error(fills, n_envs, n_assets):
+    """The message of the numpy checks of the fill values, or None if they pass."""
+    env, bar, asset, qty, price, cost = ref_fill_columns(fills)
+    for x, a, limit, hi in (("env", env, "n_envs", n_envs),
+                            ("asset", asset, "n_assets", n_assets)):
+        if a.size and (a.min() < 0 or a.max() >= hi):
+            return (f"fills[{x!r}]: expected ids in [0, {hi - 1}] ({limit}={hi}), got values in "
+                    f"[{a.min()}, {a.max()}]")
+    if bar.size and bar.min() < 0:
+        return f"fills['bar']: expected bars >= 0, got {bar.min()}"
+    for x, a in (("qty", qty), ("commission", cost)):
+        if not np.isfinite(a).all():
+            return (f"fills[{x!r}]: expected finite values, got NaN or inf at rows "
+                    f"{np.nonzero(~np.isfinite(a))[0][:10].tolist()}")
+    bad = ~(np.isfinite(price) & (price > 0.0))
+    if bad.any():
+        return (f"fills['price']: expected finite prices > 0, got {price[bad][0]!r} at rows "
+                f"{np.nonzero(bad)[0][:10].tolist()}")
+    if (env[1:] >= env[:-1]).all():
+        env_sorted, bar_sorted = env, bar
+    else:
+        order = np.argsort(env, kind="stable")
+        env_sorted, bar_sorted = env[order], bar[order]
+    back = (np.diff(bar_sorted) < 0) & (np.diff(env_sorted) == 0)
+    if back.any():
+        e = env_sorted[1:][back][0]
+        return (f"fills: expected each env's fills in execution order (bars non-decreasing), "
+                f"got env {e} going back in time")
+    return None
+
+
+def ref_fill_defects(fills, n_envs, n_assets):
+    """FillDefect bits of the fills, kind by kind with numpy."""
+    env, bar, asset, qty, price, cost = ref_fill_columns(fills)
+    bits = 0
+    bits |= FillDefect.ENV * bool(((env < 0) | (env >= n_envs)).any())
+    bits |= FillDefect.ASSET * bool(((asset < 0) | (asset >= n_assets)).any())
+    bits |= FillDefect.BAR * bool((bar < 0).any())
+    bits |= FillDefect.QTY * bool((~np.isfinite(qty)).any())
+    bits |= FillDefect.COST * bool((~np.isfinite(cost)).any())
+    bits |= FillDefect.PRICE * bool((~(np.isfinite(price) & (price > 0.0))).any())
+    ok = (env >= 0) & (env < n_envs)
+    order = np.argsort(env[ok], kind="stable")
+    e, b = env[ok][order], bar[ok][order]
+    bits |= FillDefect.ORDER * bool(((np.diff(b) < 0) & (np.diff(e) == 0)).any())
+    return bits
+
+
+def ref_round_trips(fills, n_envs, n_assets):
+    """round_trips as it was: column copies, the numpy checks, a counting pass of the plain
+    matcher, the matching into buffers, then one numpy copy per record field. Returns (trades,
+    open lots)."""
+    assert ref_fill_error(fills, n_envs, n_assets) is None
+    cols = ref_fill_columns(fills)
+    empty_i, empty_f = np.empty((0, 8), np.int64), np.empty((0, 6))
+    m, n_open = ref_fifo_nb(*cols, n_envs, n_assets, False, empty_i, empty_f, empty_i, empty_f)
     ti, tf = np.empty((m, 8), np.int64), np.empty((m, 6))
     oi, of = np.empty((n_open, 8), np.int64), np.empty((n_open, 6))
-    round_trips_nb(env, bar, asset, qty, price, cost, n_envs, n_assets, ti, tf, oi, of)
+    ref_fifo_nb(*cols, n_envs, n_assets, True, ti, tf, oi, of)
+    int_cols = dict(env=ENV, asset=ASSET, side=SIDE, entry_bar=ENTRY_BAR, exit_bar=EXIT_BAR,
+                    bars=BARS, entry_fill=ENTRY_FILL, exit_fill=EXIT_FILL)
+    float_cols = dict(qty=QTY, entry_price=ENTRY_PRICE, exit_price=EXIT_PRICE, pnl=PNL,
+                      commission=COMMISSION)
+    float_cols["return"] = RETURN
 
     def records(ti, tf):
         out = np.empty(ti.shape[0], dtype=TRADE_DTYPE)
         for name in TRADE_DTYPE.names:
-            if name.upper() in TradeInt._fields:
-                out[name] = ti[:, getattr(TradeInt, name.upper())]
-            else:
-                out[name] = tf[:, getattr(TradeField, name.upper())]
+            out[name] = ti[:, int_cols[name]] if name in int_cols else tf[:, float_cols[name]]
         return out
 
     return records(ti, tf), records(oi, of)
@@ -452,7 +603,14 @@ def test_checked_equity_is_scanned_once(monkeypatch):
 
 
 # ---- round trips ---------------------------------------------------------------------------------
+FEE_DTYPE = np.dtype({"names": [*FILL_DTYPE.names, "fee"],
+                      "formats": [FILL_DTYPE[x] for x in FILL_DTYPE.names] + ["f4"],
+                      "aligned": True})
+"""FILL_DTYPE plus a fee field: the column path (cost = commission + fee)."""
+
+
 def random_fills(rng, n_envs, n_assets, m, *, env_major, dtype=FILL_DTYPE):
+    """Whole, half and tenth units of either sign (zero-qty fills, fills through zero)."""
     f = np.zeros(m, dtype=dtype)
     env = np.sort(rng.integers(0, n_envs, m)) if env_major else rng.integers(0, n_envs, m)
     f["env"] = env
@@ -468,59 +626,148 @@ def random_fills(rng, n_envs, n_assets, m, *, env_major, dtype=FILL_DTYPE):
     return f
 
 
+def dusty_fills(rng, n_envs, n_assets, m, *, env_major, dtype=FILL_DTYPE):
+    """Sizes that are sums of tenths and thirds: float dust left in lots and fills, besides
+    zero-qty fills and fills through zero."""
+    f = random_fills(rng, n_envs, n_assets, m, env_major=env_major, dtype=dtype)
+    units = np.array([0.1, 0.2, 0.3, 0.1 + 0.2, 0.7, 1 / 3, 2 / 3, 0.0])
+    f["qty"] = rng.choice(units, m) * rng.choice([-3.0, -1.0, 1.0, 3.0], m)
+    return f
+
+
+def kernel_round_trips(columns, n_envs, n_assets):
+    m = columns[0].shape[0]
+    trades, lots = np.empty(m, TRADE_DTYPE), np.empty(m, TRADE_DTYPE)
+    n_trades, n_open = round_trips_nb(*columns, n_envs, n_assets, trades, lots)
+    return trades[:n_trades], lots[:n_open]
+
+
+@pytest.mark.parametrize("make", [random_fills, dusty_fills])
 @pytest.mark.parametrize("env_major", [True, False])
 @pytest.mark.parametrize("seed", range(3))
-def test_round_trips_identical_to_the_plain_path(env_major, seed):
+def test_round_trips_identical_to_the_plain_path(make, env_major, seed):
+    """The records' fields read in place, the same fields as contiguous columns, and the plain
+    path: the same trades and open lots, bit for bit."""
     rng = np.random.default_rng(seed)
-    for n_envs, n_assets, m in ((1, 1, 0), (1, 1, 1), (3, 2, 40), (7, 3, 3000)):
-        f = random_fills(rng, n_envs, n_assets, m, env_major=env_major)
+    for n_envs, n_assets, m in ((1, 1, 0), (1, 1, 1), (3, 2, 40), (7, 3, 3000), (2, 4, 3000)):
+        f = make(rng, n_envs, n_assets, m, env_major=env_major)
         want_t, want_o = ref_round_trips(f, n_envs, n_assets)
+        direct = om._fill_columns(f)
+        assert all(np.shares_memory(c, f) for c in direct) or m == 0  # no copies
         got_t, got_o = round_trips(f, n_envs, n_assets, return_open=True)
         assert same_records(got_t, want_t) and same_records(got_o, want_o)
         assert same_records(round_trips(f, n_envs, n_assets), want_t)
+        col_t, col_o = kernel_round_trips(ref_fill_columns(f), n_envs, n_assets)
+        assert same_records(col_t, want_t) and same_records(col_o, want_o)
+        assert got_t.base is None and got_o.base is None  # trimmed in place, not views
 
 
 def test_round_trips_of_other_record_layouts():
     """A fee field, other integer and float widths, an unaligned layout and a big-endian field
-    (read by numpy instead of the one-pass kernel): the same trades."""
+    (converted to contiguous columns): the same trades."""
     rng = np.random.default_rng(9)
-    base = random_fills(rng, 4, 2, 500, env_major=False)
     layouts = [
+        FEE_DTYPE,
         np.dtype([("env", "i4"), ("bar", "i8"), ("asset", "u2"), ("qty", "f8"),
                   ("price", "f4"), ("commission", "f8"), ("fee", "f8")]),
         np.dtype([("bar", "i8"), ("env", "i8"), ("asset", "i8"), ("qty", "f8"),
                   ("price", "f8"), ("commission", "f8"), ("tag", "i1")], align=False),
+        np.dtype([("tag", "i1"), ("env", "i8"), ("bar", "i8"), ("asset", "i8"), ("qty", "f8"),
+                  ("price", "f8"), ("commission", "f8")], align=False),
         np.dtype([("env", ">i8"), ("bar", "i8"), ("asset", "i8"), ("qty", "f8"),
                   ("price", "f8"), ("commission", "f8")]),
         np.dtype([("env", "i8"), ("bar", "i8"), ("asset", "i8"), ("qty", "f8"),
                   ("price", "f8"), ("commission", "f8"), ("note", "U4")]),
     ]
-    for dtype in layouts:
-        f = np.zeros(base.shape[0], dtype=dtype)
-        for name in dtype.names:
-            if name in base.dtype.names:
-                f[name] = base[name]
-        if "fee" in dtype.names:
-            f["fee"] = rng.choice([0.0, 0.25], f.shape[0])
-        want_t, want_o = ref_round_trips(f, 4, 2)
-        got_t, got_o = round_trips(f, 4, 2, return_open=True)
-        assert same_records(got_t, want_t) and same_records(got_o, want_o), dtype
+    for make in (random_fills, dusty_fills):
+        base = make(rng, 4, 2, 500, env_major=False)
+        for dtype in layouts:
+            f = np.zeros(base.shape[0], dtype=dtype)
+            for name in dtype.names:
+                if name in base.dtype.names:
+                    f[name] = base[name]
+            if "fee" in dtype.names:
+                f["fee"] = rng.choice([0.0, 0.25, 0.1], f.shape[0])
+            want_t, want_o = ref_round_trips(f, 4, 2)
+            got_t, got_o = round_trips(f, 4, 2, return_open=True)
+            assert same_records(got_t, want_t) and same_records(got_o, want_o), dtype
+    # a strided view of records: read in place too
+    f = random_fills(rng, 3, 2, 1000, env_major=True)[::2]
+    want_t, want_o = ref_round_trips(f, 3, 2)
+    got_t, got_o = round_trips(f, 3, 2, return_open=True)
+    assert same_records(got_t, want_t) and same_records(got_o, want_o)
 
 
-def test_trade_metrics_from_records_identical():
-    """compute_metrics' trade columns through the one-pass record reader and through numpy."""
-    rng = np.random.default_rng(2)
-    f = random_fills(rng, 5, 2, 2000, env_major=True)
-    trades = round_trips(f, 5, 2)
-    eq = random_curves(rng, 5, 30, pad=False)
-    got = compute_metrics(eq, periods_per_year=252, trades=trades)
-    plain = np.zeros(trades.shape[0], dtype=[("env", "i8"), ("pnl", "f8"), ("bars", "i8"),
-                                             ("note", "U2")])  # not plain numbers: numpy path
-    for name in ("env", "pnl", "bars"):
-        plain[name] = trades[name]
-    want = compute_metrics(eq, periods_per_year=252, trades=plain)
-    for c in want.columns:
-        assert got[c].to_numpy().tobytes() == want[c].to_numpy().tobytes(), c
+def test_open_lots_reuse_slots_in_fifo_order():
+    """Many lots open at once on interleaved (env, asset) queues, closed in pieces and reopened:
+    a freed slot is reused without disturbing any queue's order."""
+    rng = np.random.default_rng(4)
+    m = 4000
+    f = random_fills(rng, 3, 3, m, env_major=False)
+    # long runs of one side per queue: deep queues, then closes that free many slots
+    f["qty"] = np.abs(f["qty"]) * np.where((np.arange(m) // 300) % 2 == 0, 1.0, -1.3)
+    want_t, want_o = ref_round_trips(f, 3, 3)
+    got_t, got_o = round_trips(f, 3, 3, return_open=True)
+    assert len(want_o) > 50 and len(want_t) > 1000
+    assert same_records(got_t, want_t) and same_records(got_o, want_o)
+
+
+def inject(f, rng, kind):
+    """Put one defect of kind (a FillDefect field name) into a copy of the fills f."""
+    f = f.copy()
+    j = int(rng.integers(0, len(f)))
+    if kind == "ENV":
+        f["env"][j] = rng.choice([-1, 50])
+    elif kind == "ASSET":
+        f["asset"][j] = rng.choice([-2, 9])
+    elif kind == "BAR":
+        f["bar"][j] = -3
+    elif kind == "QTY":
+        f["qty"][j] = rng.choice([np.nan, np.inf, -np.inf])
+    elif kind == "COST":
+        f["fee" if "fee" in f.dtype.names else "commission"][j] = rng.choice([np.nan, np.inf])
+    elif kind == "PRICE":
+        f["price"][j] = rng.choice([0.0, -1.0, np.nan, np.inf])
+    elif kind == "ORDER":  # past the env's next fill (none: no defect)
+        later = np.nonzero((f["env"] == f["env"][j]) & (np.arange(len(f)) > j))[0]
+        if later.size:
+            f["bar"][j] = f["bar"][later[0]] + 1
+    return f
+
+
+@pytest.mark.parametrize("env_major", [True, False])
+def test_fill_defect_bits_match_numpy(env_major):
+    rng = np.random.default_rng(5)
+    for trial in range(60):
+        dtype = FEE_DTYPE if trial % 3 == 0 else FILL_DTYPE
+        f = random_fills(rng, 4, 3, 300, env_major=env_major, dtype=dtype)
+        for kind in rng.choice(FillDefect._fields, int(rng.integers(0, 4)), replace=False):
+            f = inject(f, rng, kind)
+        got = fill_defects_nb(*om._fill_columns(f), 4, 3)
+        assert got == ref_fill_defects(f, 4, 3), trial
+        assert (got == 0) == (ref_fill_error(f, 4, 3) is None)
+
+
+@pytest.mark.parametrize("dtype", [FILL_DTYPE, FEE_DTYPE, np.dtype(
+    [("env", ">i8"), ("bar", "i4"), ("asset", "i8"), ("qty", "f8"), ("price", "f4"),
+     ("commission", "f8")])], ids=["direct", "fee", "converted"])
+@pytest.mark.parametrize("env_major", [True, False])
+def test_each_fill_error_fires_with_the_plain_message(dtype, env_major):
+    """Each kind of defect alone and several at once: the message of the numpy checks."""
+    rng = np.random.default_rng(6)
+    for trial in range(50):
+        f = random_fills(rng, 4, 3, 200, env_major=env_major, dtype=dtype)
+        kinds = ([FillDefect._fields[trial % len(FillDefect._fields)]] if trial < 28 else
+                 rng.choice(FillDefect._fields, int(rng.integers(2, 5)), replace=False))
+        for kind in kinds:
+            f = inject(f, rng, kind)
+        want = ref_fill_error(f, 4, 3)
+        if want is None:  # an ORDER injection with no later fill of the env
+            assert same_records(round_trips(f, 4, 3), ref_round_trips(f, 4, 3)[0])
+            continue
+        with pytest.raises(ValueError) as err:
+            round_trips(f, 4, 3)
+        assert str(err.value) == want, (trial, kinds)
 
 
 def test_round_trip_errors_on_the_fast_path():
@@ -534,3 +781,71 @@ def test_round_trip_errors_on_the_fast_path():
     f["env"][3] = 2
     with pytest.raises(ValueError, match=r"n_envs=2"):
         round_trips(f, 2, 1)
+    # interleaved envs, both going back: the lower env id is named
+    f = random_fills(np.random.default_rng(1), 3, 1, 30, env_major=False)
+    f["env"][:] = np.arange(30) % 3
+    f["bar"][:] = np.arange(30) // 3
+    f["bar"][14] = 0  # env 2 goes back first (row 14, bar 4 -> 0)
+    f["bar"][22] = 0  # env 1 later (row 22, bar 6 -> 0)
+    with pytest.raises(ValueError, match="got env 1 going back in time"):
+        round_trips(f, 3, 1)
+
+
+# ---- trade metrics -------------------------------------------------------------------------------
+def test_trade_metrics_from_records_identical():
+    """compute_metrics' trade columns read in place from the records and from contiguous copies
+    (bars as float64, the plain path), in several layouts."""
+    rng = np.random.default_rng(2)
+    f = random_fills(rng, 5, 2, 2000, env_major=True)
+    trades = round_trips(f, 5, 2)
+    eq = random_curves(rng, 5, 30, pad=False)
+    got = compute_metrics(eq, periods_per_year=252, trades=trades)
+    env, pnl, bars = (np.ascontiguousarray(trades[x], dtype=t)
+                      for x, t in (("env", np.int64), ("pnl", np.float64), ("bars", np.float64)))
+    out = np.full((5, N_METRICS), NAN)
+    assert trade_metrics_nb(env, pnl, bars, 5, out) == 0
+    cols = [METRIC_NAMES[c] for c in range(Metric.WIN_RATE, Metric.MAX_CONSEC_LOSSES + 1)]
+    plain = out[:, Metric.WIN_RATE:Metric.MAX_CONSEC_LOSSES + 1]
+    for j, c in enumerate(cols):
+        want = plain[:, j].astype(got[c].dtype)
+        assert got[c].to_numpy().tobytes() == want.tobytes(), c
+    for layout in ([("env", "i8"), ("pnl", "f8"), ("bars", "i8"), ("note", "U2")],
+                   [("env", "i4"), ("pnl", "f4"), ("bars", "f8")],
+                   [("bars", "u2"), ("env", ">i8"), ("pnl", "f8")]):
+        other = np.zeros(trades.shape[0], dtype=layout)
+        for name in ("env", "pnl", "bars"):
+            other[name] = trades[name]
+        if other.dtype["pnl"] == np.float32:
+            other["pnl"] = np.round(trades["pnl"])  # exact in float32 and float64
+            trades_f = trades.copy()
+            trades_f["pnl"] = other["pnl"]
+            want = compute_metrics(eq, periods_per_year=252, trades=trades_f)
+        else:
+            want = got
+        have = compute_metrics(eq, periods_per_year=252, trades=other)
+        for c in want.columns:
+            assert have[c].to_numpy().tobytes() == want[c].to_numpy().tobytes(), (layout, c)
+
+
+@pytest.mark.parametrize("layout", [TRADE_DTYPE, np.dtype([("env", "i4"), ("pnl", "f8"),
+                                                           ("bars", "f8")])])
+def test_trade_errors_with_the_plain_messages(layout):
+    rng = np.random.default_rng(3)
+    trades = round_trips(random_fills(rng, 3, 1, 200, env_major=False), 3, 1)
+    t = np.zeros(trades.shape[0], dtype=layout)
+    for name in ("env", "pnl", "bars"):
+        t[name] = trades[name]
+    eq = random_curves(rng, 3, 20, pad=False)
+    bad_env = t.copy()
+    bad_env["env"][[4, 9]] = [-1, 3]
+    with pytest.raises(ValueError) as err:
+        compute_metrics(eq, periods_per_year=252, trades=bad_env)
+    assert str(err.value) == ("trades['env']: expected env ids in [0, 2] (one row of equity per "
+                              "env), got values in [-1, 3]")
+    bad_pnl = t.copy()
+    bad_pnl["pnl"][7] = np.nan
+    with pytest.raises(ValueError, match=r"^trades\['pnl'\]: expected finite values \(closed "):
+        compute_metrics(eq, periods_per_year=252, trades=bad_pnl)
+    bad_pnl["env"][0] = 5  # both: the env error first, as before
+    with pytest.raises(ValueError, match=r"^trades\['env'\]"):
+        compute_metrics(eq, periods_per_year=252, trades=bad_pnl)
