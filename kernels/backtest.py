@@ -31,6 +31,11 @@ signal change), so a held signal keeps its units and the position drifts with th
 order-based backtester; without it every bar rebalances to the target weight, as the env's step
 does.
 
+Bars (lean kernel): ``columns`` float64 (C, 5, T, W) and ``tradable`` bool (C, T, W); env i
+reads columns[env_column[i]] and its cost series at series[:, :, series_col[i] + a]. With
+every env on all assets that is bars[None] (C = 1, W = A); with single-asset envs it is
+contiguous one-column copies (``copy_columns_nb``, W = 1), so each env streams its own bars.
+
 Fill records (lean kernel): one ``FILL_DTYPE`` pool (P,) shared by all envs, split into one
 region per chunk of ``chunk`` consecutive envs (chunk c owns rows region_start[c] to
 region_start[c + 1] - 1, and runs on one thread). The envs of a chunk write their records one
