@@ -128,7 +128,7 @@ LEAN_BLOCK = 256  # bars of target weights computed per strategy call (a (256, A
 def run_strategy_lean_nb(chunk, kind, sparams, sstate, start, n_steps, columns, env_column, series,
                          series_col, tradable, cost_params, slippage_model, commission_model,
                          fill_mode, max_leverage, lot_size, allow_short, initial_cash,
-                         bankrupt_fraction, on_change, last_w, position, avg_px, acct, events,
+                         bankrupt_fraction, on_change, last_w, position, avg_px, events,
                          equity_out, pool, region_start, fill_start, fill_count, exposed, traded,
                          steps_out):
     """Every env from bar ``start`` for ``n_steps`` bars; see the module docstring."""
@@ -143,7 +143,7 @@ def run_strategy_lean_nb(chunk, kind, sparams, sstate, start, n_steps, columns, 
                          series, series_col[i], tradable[env_column[i]], cost_params,
                          slippage_model, commission_model, fill_mode, max_leverage, lot_size,
                          allow_short, initial_cash, bankrupt_fraction, on_change, weights,
-                         last_w, position, avg_px, acct, events, equity_out, pool, end,
+                         last_w, position, avg_px, events, equity_out, pool, end,
                          fill_start, fill_count, exposed, traded, steps_out)
             cursor = min(end, cursor + fill_count[i])
     return 0
@@ -190,7 +190,7 @@ def _lean_env_nb(i, kind, sparams, sstate, start, n_steps, bars, series, series_
                  cost_params,
                  slippage_model, commission_model, fill_mode, max_leverage, lot_size, allow_short,
                  initial_cash, bankrupt_fraction, on_change, weights, last_w, position, avg_px,
-                 acct, events, equity_out, pool, pool_end, fill_start, fill_count, exposed,
+                 events, equity_out, pool, pool_end, fill_start, fill_count, exposed,
                  traded, steps_out):
     n_assets = position.shape[1]
     ref_field = BarField.OPEN if fill_mode == FillPrice.NEXT_OPEN else BarField.CLOSE
@@ -309,8 +309,6 @@ def _lean_env_nb(i, kind, sparams, sstate, start, n_steps, bars, series, series_
             break
     if not keep_curve:
         equity_out[i, equity_out.shape[1] - 1] = equity
-    acct[i, Account.CASH] = cash
-    acct[i, Account.EQUITY] = equity
     exposed[i] = held
     traded[i] = notional
     steps_out[i] = steps

@@ -34,7 +34,6 @@ from kernels.backtest import (
     run_strategy_par_nb,
 )
 from kernels.enums import (
-    N_ACCOUNT,
     N_RECORD_F,
     N_RECORD_I,
     Clock,
@@ -71,9 +70,8 @@ _RECORD_BYTES = max(FILL_DTYPE.itemsize, (N_RECORD_F + N_RECORD_I) * 8)
 # the pages the fills are written to become memory (a sweep of fast signals on 100 k bars makes
 # ~15 k fills per env; an env past its share of the budget runs again)
 FILL_BUFFER_BYTES = 2**30
-_LEAN_ARGS = ("bars", "series", "tradable", "cost_params", "slippage_model", "commission_model",
-              "fill_mode", "max_leverage", "lot_size", "allow_short", "initial_cash",
-              "bankrupt_fraction")
+_LEAN_SCALARS = ("slippage_model", "commission_model", "fill_mode", "max_leverage", "lot_size",
+                 "allow_short", "initial_cash", "bankrupt_fraction")  # the lean kernel's, in order
 
 
 def run_strategy(env, strategy: str, params, *, assets=None, fill_cap: int | None = None,
@@ -265,7 +263,7 @@ def _run_lean(env, args, kind, sparams, sel, rows, start, n_steps, n_chunks, on_
     a contiguous one-column copy of its asset's bars (read every bar) and on its asset's cost
     series in place (read only at fills)."""
     bars, tradable = _read_only(args["bars"]), _read_only(args["tradable"])
-    rest = [args[k] for k in _LEAN_ARGS[_LEAN_ARGS.index("slippage_model"):]]
+    rest = [args[k] for k in _LEAN_SCALARS]
     if sel is None:
         batches = [(np.arange(rows.size), None)]
     else:
@@ -310,7 +308,6 @@ def _run_lean(env, args, kind, sparams, sel, rows, start, n_steps, n_chunks, on_
         in_place = pos[-1] - lo == k - 1
         out = tuple(x[lo:lo + k] if in_place else np.ascontiguousarray(x[pos]) for x in outs)
         last_w, position, avg_px = (np.zeros((k, width)) for _ in range(3))
-        acct = np.zeros((k, N_ACCOUNT))
         events = np.zeros((k, env.risk_events.shape[1]), dtype=np.int64)
         sstate = np.zeros((k, N_STRATEGY_STATE, width))
         fill_start = np.zeros(k, dtype=np.int64)
@@ -318,7 +315,7 @@ def _run_lean(env, args, kind, sparams, sel, rows, start, n_steps, n_chunks, on_
         run_strategy_lean_nb(chunk, kind, np.ascontiguousarray(sparams[envs]), sstate, start,
                              n_steps, columns, column_of, args["series"], series_col, trad,
                              np.ascontiguousarray(args["cost_params"][envs]), *rest, on_change,
-                             last_w, position, avg_px, acct, events, out[0], pool, region_start,
+                             last_w, position, avg_px, events, out[0], pool, region_start,
                              fill_start, count, *out[1:])
         if not in_place:
             for dst, src in zip(outs, out, strict=True):

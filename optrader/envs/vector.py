@@ -199,6 +199,7 @@ class TradingVectorEnv(VectorEnv):
             symbols = [f"SYN{a}" for a in range(n_assets)]
             self._periods_per_year = spec.data.periods_per_year
             self._bars, self._feature_cache = self._sim.bars, self._sim.features
+            self._flat_features = None
             self._feature_args = None
             self._first_bar = self._last_start = 0  # unused: every episode starts a fresh path
             self._last_bar = np.iinfo(np.int64).max // 2  # episodes end by length only
@@ -235,7 +236,7 @@ class TradingVectorEnv(VectorEnv):
             # features (see _features) are computed on first use: a backtest never reads them
             self._feature_args = (feature_ids, spec.observation.ewma_halflife,
                                   spec.observation.clip, tuple(extras))
-            self._feature_cache = None
+            self._feature_cache = self._flat_features = None
             feats = (*feats, *extras)
 
         self.render_mode = render_mode
@@ -724,7 +725,7 @@ class TradingVectorEnv(VectorEnv):
 
     def close_extras(self, **kwargs):
         """Drop references to the shared market arrays; the buffers go with the env."""
-        self._feature_cache = None
+        self._feature_cache = self._flat_features = None
         self._feature_args = None
 
     @property
@@ -747,8 +748,11 @@ class TradingVectorEnv(VectorEnv):
 
     @property
     def _features_flat(self) -> np.ndarray:
-        """The features as one flat (T * A * F,) view: the kernels read windows as runs."""
-        return self._features.reshape(-1)
+        """The features as one flat (T * A * F,) view: the kernels read windows as runs (made
+        once: every step passes it)."""
+        if self._flat_features is None:
+            self._flat_features = self._features.reshape(-1)
+        return self._flat_features
 
 
 def _seed_words(seeds: np.ndarray) -> np.ndarray:
