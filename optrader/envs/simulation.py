@@ -34,6 +34,7 @@ from kernels.sim_rows import ewma_alpha_nb
 from optrader.checks import ConfigError
 from optrader.config import with_value
 from optrader.data.synthetic import _correlation_cholesky
+from optrader.envs.params import per_env_array
 
 SEGMENT_SLACK = 16  # rows generated between two moves of the last `keep` rows to the segment start
 
@@ -132,41 +133,45 @@ def build(spec, n: int, feature_ids: np.ndarray, max_latency: int) -> Simulation
     return bufs
 
 
-def apply_per_env(bufs: SimulationBuffers, spec, key: str, values, n: int,
-                  n_assets: int) -> None:
-    """Write a per-env market parameter: a scalar, (n,) or, for per-asset keys, (n, A),
-    validated by the config's own checks at both extremes."""
-    target, field, unit, per_asset = SIM_PER_ENV_KEYS[key]
-    arr = np.asarray(values, dtype=np.float64)
-    shapes = [(n,), (n, n_assets)] if per_asset else [(n,)]
-    if arr.ndim == 0:
-        arr = np.full(n, float(arr))
-    if arr.shape not in shapes:
-        raise ValueError(f"per_env[{key!r}]: expected a scalar or shape "
-                         f"{' or '.join(map(str, shapes))}, got {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"per_env[{key!r}]: expected finite values, got NaN or inf")
-    group, field_name = key.split(".", 1)
-    for v in (arr.min(), arr.max()):
-        with_value(spec, group, field_name, v).check(group)
-    if unit == "int" and not np.all(arr == np.round(arr)):
-        bad = arr[arr != np.round(arr)][:5].tolist()
-        raise ValueError(f"per_env[{key!r}]: expected whole bars, got {bad}")
-    dt = 1.0 / spec.data.periods_per_year
-    if unit == "dt":
-        arr = arr * dt
-    elif unit == "sqrt_dt":
-        arr = arr * np.sqrt(dt)
-    elif unit == "log1p":
-        arr = np.log1p(arr)
+def checked_per_env(bufs: SimulationBuffers, spec, updates: dict, n: int,
+                    n_assets: int) -> list[tuple[np.ndarray, tuple, np.ndarray]]:
+    """The writes ``(array, index, values)`` for per-env market parameters ``{key: values}``
+    (keys of ``SIM_PER_ENV_KEYS``): a scalar, (n,) or, for per-asset keys, (n, A), each
+    validated by the config's own checks at both extremes, and GARCH stationarity checked in
+    every env under the new values together. Nothing is written here, so a rejected update
+    changes nothing."""
     sim_asset, sim_env, _, _, stress = bufs.kernel_args[:5]
-    if target == "sim_asset":
-        sim_asset[:, field, :] = arr if arr.ndim == 2 else arr[:, None]
-    elif target == "sim_env":
-        sim_env[:, field] = arr
-    else:
-        stress[:, field] = arr.astype(np.int64)
-    ga, gb = sim_asset[:, SimAsset.GARCH_ALPHA], sim_asset[:, SimAsset.GARCH_BETA]
-    if not np.all(ga + gb < 1.0):
-        raise ValueError(f"per_env[{key!r}]: expected simulation.garch.alpha + beta < 1 in every "
-                         f"env, got up to {float((ga + gb).max())}")
+    garch = {SimAsset.GARCH_ALPHA: sim_asset[:, SimAsset.GARCH_ALPHA],
+             SimAsset.GARCH_BETA: sim_asset[:, SimAsset.GARCH_BETA]}
+    dt = 1.0 / spec.data.periods_per_year
+    writes = []
+    for key, values in updates.items():
+        target, field, unit, per_asset = SIM_PER_ENV_KEYS[key]
+        arr = per_env_array(key, values, [(n,), (n, n_assets)] if per_asset else [(n,)])
+        group, field_name = key.split(".", 1)
+        for v in (arr.min(), arr.max()):
+            with_value(spec, group, field_name, v).check(group)
+        if unit == "int" and not np.all(arr == np.round(arr)):
+            bad = arr[arr != np.round(arr)][:5].tolist()
+            raise ValueError(f"per_env[{key!r}]: expected whole bars, got {bad}")
+        if unit == "dt":
+            arr = arr * dt
+        elif unit == "sqrt_dt":
+            arr = arr * np.sqrt(dt)
+        elif unit == "log1p":
+            arr = np.log1p(arr)
+        if target == "sim_asset":
+            arr = np.broadcast_to(arr if arr.ndim == 2 else arr[:, None], (n, n_assets))
+            writes.append((sim_asset, (slice(None), field, slice(None)), arr))
+            if field in garch:
+                garch[field] = arr
+        elif target == "sim_env":
+            writes.append((sim_env, (slice(None), field), arr))
+        else:
+            writes.append((stress, (slice(None), field), arr.astype(np.int64)))
+    keys = [k for k in updates if k.startswith("simulation.garch.")]
+    total = garch[SimAsset.GARCH_ALPHA] + garch[SimAsset.GARCH_BETA]
+    if keys and not np.all(total < 1.0):
+        raise ValueError(f"per_env[{keys[0]!r}]: expected simulation.garch.alpha + beta < 1 in "
+                         f"every env, got up to {float(total.max())}")
+    return writes

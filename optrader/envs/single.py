@@ -17,6 +17,7 @@ class TradingEnv(gym.Env):
     """One trading env. Keyword arguments as ``TradingVectorEnv`` (env, overrides, cfg, data)."""
 
     metadata = {"render_modes": ["ansi", "human"], "render_fps": 4}
+    risk_event_names = TradingVectorEnv.risk_event_names  # info["risk_events"]'s entries
 
     def __init__(self, env: str = "training", overrides=(), cfg=None, data=None,
                  render_mode: str | None = None, max_episode_steps: int | None = None):
@@ -35,8 +36,8 @@ class TradingEnv(gym.Env):
         self._action_size = int(np.prod(self._batch_shape))
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        obs, _ = self._vec.reset(seed=seed, options=options)
+        obs, _ = self._vec.reset(seed=seed, options=options)  # checks first: may raise
+        super().reset(seed=None if seed is None else int(seed))
         return obs[0].copy(), self._info()
 
     def step(self, action):
@@ -47,8 +48,8 @@ class TradingEnv(gym.Env):
             raise ValueError(f"action: expected shape {self.action_space.shape} "
                              f"({self.action_space}), got {a.shape}")
         vec = self._vec
-        if not vec._reset_done:
-            raise RuntimeError("step() called before reset()")
+        if not vec._reset_done:  # also after close()
+            raise RuntimeError(vec._not_ready("step"))
         vec._run_step_kernel(a.reshape(self._batch_shape))
         return (vec._obs[0].copy(), float(vec._rewards[0]), bool(vec._terminations[0]),
                 bool(vec._truncations[0]), self._info())

@@ -11,6 +11,8 @@ Info keys (``env.info: full``): ``equity``, ``cash``, ``drawdown``, ``cost`` flo
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import sys
 from typing import Any, NamedTuple
 
@@ -35,6 +37,7 @@ from kernels.enums import (
     Clock,
     CostParam,
     FillPrice,
+    FillReason,
     OrderType,
     RecordField,
     RecordInt,
@@ -49,14 +52,22 @@ from kernels.features import compute_features_nb
 from kernels.step import _RANGE_ARGS
 from optrader.config import ConfigError, compose, load_spec, with_value
 from optrader.data import MarketData, load_market
+from optrader.data.loader import file_config
 from optrader.data.splits import split_bounds
 from optrader.envs import kernel_cache
 from optrader.envs import simulation as sim_buffers
 from optrader.envs.layout import FEATURE_IDS, observation_names, observation_size, single_spaces
+from optrader.envs.params import per_env_array
 from optrader.envs.series import market_series
 from optrader.registry import registry
 
 RANGE_ARG_NAMES = tuple(_RANGE_ARGS.split(", "))
+# info["risk_events"] column k counts kernels.enums.FillReason value k; derived, so a reason added
+# there is named here too
+RISK_EVENT_NAMES = tuple(sorted(FillReason._fields, key=FillReason._asdict().__getitem__))
+if [getattr(FillReason, f) for f in RISK_EVENT_NAMES] != list(range(len(RISK_EVENT_NAMES))):
+    raise ImportError("kernels.enums.FillReason: expected the values 0..n-1 (they index the "
+                      "risk_events columns)")
 OBS_POOL_SIZE = 4  # observation buffers kept for reuse when copy=True (see _unshared_obs)
 # Parameters that may differ per env (make_vec(per_env={...})): key -> (array attribute, column)
 PER_ENV_KEYS = {
@@ -84,6 +95,10 @@ PER_ENV_KEYS = {
     "risk.max_drawdown": ("_risk_params", RiskParam.MAX_DRAWDOWN),
     "risk.maintenance_margin": ("_risk_params", RiskParam.MAINT_MARGIN),
 }
+
+# per_env keys where inf is a value (max_participation: no cap, like null in the config)
+PER_ENV_INF_KEYS = frozenset({"execution.max_participation"})
+
 
 def fill_records(rec_f: np.ndarray, rec_i: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """The first counts[i] records of each env of the kernels' record buffers rec_f float64
@@ -148,6 +163,8 @@ class TradingVectorEnv(VectorEnv):
 
     metadata = {"render_modes": ["ansi", "human"], "render_fps": 4,
                 "autoreset_mode": AutoresetMode.NEXT_STEP}
+    #: the names of ``info["risk_events"]``'s columns (``kernels.enums.FillReason``, in order)
+    risk_event_names = RISK_EVENT_NAMES
 
     def __init__(self, num_envs: int = 1, cfg=None, data=None, env: str = "training",
                  overrides=(), render_mode: str | None = None,
@@ -204,6 +221,8 @@ class TradingVectorEnv(VectorEnv):
             self._first_bar = self._last_start = 0  # unused: every episode starts a fresh path
             self._last_bar = np.iinfo(np.int64).max // 2  # episodes end by length only
         else:
+            # a path passed as data loads (and splits) as data=csv|parquet data.path=PATH
+            spec = self.config = dataclasses.replace(spec, data=file_config(spec.data, data))
             self.market: MarketData = load_market(spec.data, data)
             n_assets = self.market.n_assets
             symbols = self.market.symbols
@@ -341,7 +360,7 @@ class TradingVectorEnv(VectorEnv):
         # simulation mode's extra kernel arguments (kernels.step._SIM_ARGS)
         self._sim_args = self._sim.kernel_args if self._simulation else ()
         self._build_risk(spec, n, n_assets)
-        self._apply_per_env(per_env or {}, spec, n)
+        self.set_per_env(per_env or {})
 
     def _build_risk(self, spec, n: int, n_assets: int) -> None:
         """Per-env risk parameters, risk state, event counters and fill-record buffers."""
@@ -367,7 +386,7 @@ class TradingVectorEnv(VectorEnv):
         self._trail_ref = np.zeros((n, n_assets))
         self.risk_events = np.zeros((n, N_FILL_REASONS), dtype=np.int64)
         # counters only move when a rule that counts is configured; otherwise info skips the
-        # (n, 13) copy (425 KB at 4,096 envs)
+        # (n, N_FILL_REASONS) copy (~0.5 MB at 4,096 envs)
         self._events_possible = bool(
             rk.sizing != "direct" or rk.max_weight < spec.env.max_leverage
             or any(getattr(rk, k).kind != "none" for k in ("stop_loss", "take_profit",
@@ -401,26 +420,35 @@ class TradingVectorEnv(VectorEnv):
                            float(ex.order_offset_bps), int(ex.time_in_force),
                            self._reset_starts, self._tradable)
 
-    def _apply_per_env(self, per_env: dict, spec, n: int) -> None:
-        """Write per-env parameter arrays over the config's scalars, validated like the config."""
+    def set_per_env(self, per_env: dict) -> None:
+        """Set parameters that differ per env: ``{key: number or array (num_envs,)}`` with keys
+        in ``PER_ENV_KEYS`` (simulation mode also ``simulation.SIM_PER_ENV_KEYS``, some (n, A)),
+        validated like the config. Every key is checked before any is written, so a rejected
+        call changes nothing. Takes effect from the next step; change ``execution.latency``
+        between episodes (orders already in flight keep the ring slot they were given).
+        """
+        self._require_open("set_per_env")
         if not isinstance(per_env, dict):
-            raise TypeError(f"per_env: expected a dict of key -> array, got {type(per_env).__name__}")
+            raise TypeError(f"per_env: expected a dict of key -> number or array, got "
+                            f"{type(per_env).__name__}")
+        n, spec = self.num_envs, self.config
+        sim_keys = sim_buffers.SIM_PER_ENV_KEYS if self._simulation else {}
+        unknown = [k for k in per_env if k not in PER_ENV_KEYS and k not in sim_keys]
+        if unknown:
+            extra = (f"; simulation mode also takes {sorted(sim_keys)}" if sim_keys else "")
+            raise ValueError(f"per_env: unknown key {unknown[0]!r}; per-env keys: "
+                             f"{sorted(PER_ENV_KEYS)}{extra}")
+        writes = []
+        if sim_keys:
+            writes += sim_buffers.checked_per_env(
+                self._sim, spec, {k: v for k, v in per_env.items() if k in sim_keys}, n,
+                self._n_assets)
         ppy = self._periods_per_year
+        events = False
         for key, values in per_env.items():
-            if self._simulation and key in sim_buffers.SIM_PER_ENV_KEYS:
-                sim_buffers.apply_per_env(self._sim, spec, key, values, n, self._n_assets)
+            if key in sim_keys:
                 continue
-            if key not in PER_ENV_KEYS:
-                extra = (f"; simulation mode also takes {sorted(sim_buffers.SIM_PER_ENV_KEYS)}"
-                         if self._simulation else "")
-                raise ValueError(f"per_env: unknown key {key!r}; per-env keys: "
-                                 f"{sorted(PER_ENV_KEYS)}{extra}")
-            arr = np.asarray(values, dtype=np.float64)
-            if arr.ndim == 0:
-                arr = np.full(n, float(arr))
-            if arr.shape != (n,):
-                raise ValueError(f"per_env[{key!r}]: expected a scalar or shape ({n},), got "
-                                 f"{arr.shape}")
+            arr = per_env_array(key, values, [(n,)], allow_inf=key in PER_ENV_INF_KEYS)
             group, name = key.split(".", 1)
             for v in (arr.min(), arr.max()):  # the config's own checks, at both extremes
                 with_value(spec, group, name, v).check(group)
@@ -430,14 +458,18 @@ class TradingVectorEnv(VectorEnv):
                     raise ValueError(f"per_env[{key!r}]: expected whole bars up to "
                                      f"execution.latency={self._ring_w.shape[1] - 1} (the ring "
                                      f"size), got {arr.min()}..{arr.max()}")
-                self._latency[:] = arr.astype(np.int64)
+                writes.append((self._latency, (slice(None),), arr.astype(np.int64)))
                 continue
             if key == "execution.borrow_bps_annual":
                 arr = arr * 1e-4 / ppy
             elif key == "execution.cash_rate_annual":
                 arr = (1.0 + arr) ** (1.0 / ppy) - 1.0
-            getattr(self, target)[:, column] = arr
-            self._events_possible = True
+            writes.append((getattr(self, target), (slice(None), column), arr))
+            events = True
+        # everything is checked: now write
+        for target, index, values in writes:
+            target[index] = values
+        self._events_possible |= events
 
     def drain_fills(self) -> np.ndarray:
         """Fills of the last step as a structured array (needs ``execution.record_fills``).
@@ -445,8 +477,11 @@ class TradingVectorEnv(VectorEnv):
         Fields: env, bar, asset, side (+1 buy / -1 sell), qty (signed units), price,
         commission, slippage (currency), order_type (kernels.enums.OrderType), reason
         (kernels.enums.FillReason)."""
+        self._require_open("drain_fills")
         if not self.config.execution.record_fills:
-            raise RuntimeError("drain_fills: set execution.record_fills=true to keep fill records")
+            raise RuntimeError("drain_fills: fill records are off; set execution.record_fills=true "
+                               "(an override, e.g. make_vec(cfg=optrader.compose('training', "
+                               "['execution.record_fills=true']))) to keep them")
         out = fill_records(self._rec_f, self._rec_i, self._rec_n)
         self._rec_n[:] = 0
         return out
@@ -468,6 +503,7 @@ class TradingVectorEnv(VectorEnv):
     def sim_bars(self) -> np.ndarray:
         """Simulation mode: each env's current bar (the one its observation ends with) as
         float64 (5, n, A) open/high/low/close/volume."""
+        self._require_open("sim_bars")
         if not self._simulation:
             raise RuntimeError("sim_bars: only in simulation mode (env.mode=simulation)")
         return self._bars[:, self.episode.clock[:, Clock.BAR], :]
@@ -480,8 +516,18 @@ class TradingVectorEnv(VectorEnv):
         ``options["env_seeds"]`` (int (n,), >= 0) seeds each reset env's own random stream: its
         start bar, or in simulation mode its whole path (equal seeds, equal paths).
         """
+        self._require_open("reset")
+        if seed is not None:
+            if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+                raise TypeError(f"seed: expected None or an integer >= 0, got "
+                                f"{type(seed).__name__} {seed!r}")
+            if seed < 0:
+                raise ValueError(f"seed: expected None or an integer >= 0, got {seed}")
+            seed = int(seed)
         mask = self._all_true
-        options = options or {}
+        options = {} if options is None else options
+        if not isinstance(options, dict):
+            raise TypeError(f"options: expected None or a dict, got {type(options).__name__}")
         unknown = set(options) - {"reset_mask", "start_bars", "env_seeds"}
         if unknown:
             raise ValueError(f"reset options: unknown keys {sorted(unknown)}; expected "
@@ -551,8 +597,8 @@ class TradingVectorEnv(VectorEnv):
 
     def step(self, actions):
         """Advance every env one bar; returns (obs, rewards, terminations, truncations, info)."""
-        if not self._reset_done:
-            raise RuntimeError("step() called before reset()")
+        if not self._reset_done:  # also after close(): one check on the hot path
+            raise RuntimeError(self._not_ready("step"))
         n_done = self._run_step_kernel(actions)
         info = self._info(self._all_true)
         if n_done and self.autoreset_mode == AutoresetMode.SAME_STEP:
@@ -564,16 +610,31 @@ class TradingVectorEnv(VectorEnv):
                 self._truncations.copy(), info)
 
     def _run_step_kernel(self, actions: np.ndarray) -> int:
-        """Validate actions, step every env in place; returns the number of done envs."""
+        """Validate actions, step every env in place; returns the number of done envs.
+
+        Every check runs before anything is written (the action buffers, the observation
+        buffer swap), so a rejected step leaves the env exactly as it was."""
         actions = self._checked_actions(actions)
+        previous = self._obs
         if self._copy:
             self._obs = self._unshared_obs()
         n_done = self._step_kernel(self._n_chunks, *self._range_args(actions), *self._sim_args)
-        if n_done < 0:
-            bad = np.nonzero(~np.isfinite(actions).all(axis=1))[0]
-            raise ValueError(f"actions: expected finite values, got NaN or inf for envs "
-                             f"{bad[:10].tolist()}; no env was stepped")
+        if n_done < 0:  # the kernel's own guard; _checked_actions has already rejected these
+            self._obs = previous
+            raise ValueError(f"actions: the step kernel refused them (status {-n_done}); no env "
+                             f"was stepped")
         return n_done
+
+    def _not_ready(self, name: str) -> str:
+        """Why ``name`` cannot run: the env is closed, or has not been reset."""
+        if self.closed:
+            return (f"{name}: the env is closed (close() was called) and its buffers are "
+                    f"released; make a new env")
+        return f"{name}() called before reset()"
+
+    def _require_open(self, name: str) -> None:
+        if self.closed:
+            raise RuntimeError(self._not_ready(name))
 
     def _range_args(self, actions: np.ndarray, **overrides) -> tuple:
         """The per-env step body's arguments (``kernels.step._RANGE_ARGS``), with ``overrides``
@@ -613,7 +674,14 @@ class TradingVectorEnv(VectorEnv):
         return buf
 
     def _checked_actions(self, actions) -> np.ndarray:
-        a = np.asarray(actions)
+        """The actions as the kernel's float64 (n, A) buffer, checked in full (shape, dtype,
+        range, finiteness) before any buffer is written."""
+        try:
+            a = np.asarray(actions)
+        except ValueError:  # a ragged list
+            raise ValueError(f"actions: expected shape {self._action_shape} "
+                             f"({self.action_space}), got a ragged "
+                             f"{type(actions).__name__}") from None
         if a.shape != self._action_shape:
             raise ValueError(f"actions: expected shape {self._action_shape} "
                              f"({self.action_space}), got {a.shape}")
@@ -639,10 +707,14 @@ class TradingVectorEnv(VectorEnv):
         if a.dtype.kind != "f":
             raise TypeError(f"actions: expected a float array (target weights in [-1, 1]), got "
                             f"dtype {a.dtype}")
+        # finiteness before anything is written: one reduction and no temporary array (NaN or
+        # inf anywhere makes the sum non-finite; a sum that overflowed is checked exactly)
+        if not math.isfinite(a.sum()) and not np.isfinite(a).all():
+            bad = np.nonzero(~np.isfinite(a.reshape(a.shape[0], -1)).all(axis=1))[0]
+            raise ValueError(f"actions: expected finite values, got NaN or inf for envs "
+                             f"{bad[:10].tolist()}; no env was stepped")
         if n_types:
             sel = a[:, self._n_assets:]
-            if not np.isfinite(sel).all():
-                raise ValueError("actions: expected finite order-type selectors, got NaN or inf")
             idx = np.clip(((np.clip(sel, -1, 1) + 1) / 2 * n_types).astype(np.int64), 0,
                           n_types - 1)
             np.take(self._order_type_codes, idx, out=self._order_sel)
@@ -724,9 +796,11 @@ class TradingVectorEnv(VectorEnv):
         return text
 
     def close_extras(self, **kwargs):
-        """Drop references to the shared market arrays; the buffers go with the env."""
+        """Drop references to the shared market arrays; the buffers go with the env. Every later
+        call but close() raises RuntimeError saying the env is closed."""
         self._feature_cache = self._flat_features = None
         self._feature_args = None
+        self._reset_done = False  # step's before-reset check then reports the closed env
 
     @property
     def _features(self) -> np.ndarray:
