@@ -19,6 +19,7 @@ otherwise it is built symbol by symbol with ``np.searchsorted`` on the sorted ti
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,16 @@ class DataError(ValueError):
 
 @dataclass(frozen=True)
 class MarketData:
+    """Bars shared read-only by every env of a batch; checked whenever one is constructed.
+
+    Every way of making one (``from_arrays``, ``from_dataframe``, the file loader, a cache hit,
+    the synthetic generator, or ``MarketData(...)`` by hand) runs ``__post_init__``, which
+    raises DataError (a ValueError) for values and shapes and TypeError for types and dtypes,
+    naming the field, the symbol, the row and the value (see ``check_market``). Arrays are
+    exposed read-only (a read-only view of an array passed writeable by hand: the caller must
+    not modify it afterwards). ``source`` names the data in error messages.
+    """
+
     bars: np.ndarray  # float64 (5, T, A)
     timestamps: np.ndarray  # int64 (T,), UTC ns
     symbols: tuple
@@ -44,6 +55,10 @@ class MarketData:
     day: np.ndarray | None = None  # int64 (T,) session ids; None: UTC calendar days
     extra: dict = field(default_factory=dict)  # name -> float64 (T, A)
     quality: Any = None  # the QualityReport of a file load (None for DataFrames and synthetic)
+    source: str = field(default="MarketData", compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        check_market(self)
 
     @property
     def n_bars(self) -> int:
@@ -76,6 +91,129 @@ class MarketData:
         return out
 
 
+def check_market(m: MarketData) -> None:
+    """Validate ``m`` in place (called by ``MarketData.__post_init__``): the one gate every
+    MarketData passes, whatever built it.
+
+    Checks, in this order: ``bars`` a C-contiguous float64 (5, T, A) array with T >= 1;
+    ``timestamps`` C-contiguous int64 (T,); A unique str ``symbols``; ``periods_per_year``
+    finite and > 0; the values (``validate_bars``: OHLC finite and > 0, low <= open, close <=
+    high, volume finite and >= 0, timestamps strictly increasing); ``spread`` float64 (T, A),
+    NaN or finite >= 0; ``tradable`` bool (T, A); ``day`` int64 (T,) non-decreasing; ``extra``
+    str -> float64 (T, A). Clean data costs one vectorised pass over ``bars`` (~0.05 s for
+    100 symbols x 100k bars). Writeable arrays are replaced by read-only views, ``symbols`` by
+    a tuple and ``extra`` by a new dict.
+
+    Raises:
+        TypeError: a field of the wrong type or dtype.
+        DataError: a shape that disagrees, or a bad value (field, symbol, row and value named).
+    """
+    src = m.source
+    bars = _array(m.bars, "bars", np.float64, src)
+    if bars.ndim != 3 or bars.shape[0] != len(OHLCV):
+        raise DataError(f"{src}: MarketData.bars has shape {bars.shape}, expected (5, T, A): "
+                        f"open/high/low/close/volume x bars x assets")
+    n_bars, n_assets = shape = bars.shape[1:]
+    if n_bars == 0:
+        raise DataError(f"{src}: no rows")
+    timestamps = _array(m.timestamps, "timestamps", np.int64, src)
+    if timestamps.shape != (n_bars,):
+        got = timestamps.shape[0] if timestamps.ndim == 1 else f"shape {timestamps.shape} of"
+        raise DataError(f"{src}: {got} timestamps for {n_bars} bars")
+    if isinstance(m.symbols, (str, bytes)) or not hasattr(m.symbols, "__len__"):
+        raise TypeError(f"{src}: MarketData.symbols: expected a tuple of {n_assets} str, got "
+                        f"{type(m.symbols).__name__}")
+    symbols = tuple(m.symbols)
+    if len(symbols) != n_assets:
+        raise DataError(f"{src}: {len(symbols)} symbols for {n_assets} assets")
+    not_str = [s for s in symbols if not isinstance(s, str)]
+    if not_str:
+        raise TypeError(f"{src}: MarketData.symbols: expected str names, got {not_str[0]!r} "
+                        f"({type(not_str[0]).__name__})")
+    if len(set(symbols)) != n_assets:
+        dup = sorted({s for s in symbols if symbols.count(s) > 1})
+        raise DataError(f"{src}: symbols {dup} appear more than once; expected unique names")
+    ppy = m.periods_per_year
+    if isinstance(ppy, bool) or not isinstance(ppy, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{src}: MarketData.periods_per_year: expected a number, got "
+                        f"{type(ppy).__name__}")
+    if not (np.isfinite(ppy) and ppy > 0):
+        raise DataError(f"{src}: periods_per_year must be finite and > 0, got {ppy!r}")
+    validate_bars(bars, timestamps, symbols, src)
+    spread = m.spread
+    if spread is not None:
+        spread = _array(spread, "spread", np.float64, src)
+        if spread.shape != shape:
+            raise DataError(f"{src}: column 'spread' has shape {spread.shape}, expected "
+                            f"{shape} like 'close'")
+        bad = np.isinf(spread) | (spread < 0)
+        if bad.any():
+            t_idx, a_idx = np.nonzero(bad)
+            raise DataError(f"{src}: column 'spread' must be >= 0 bps (NaN for unknown), got "
+                            f"{spread[t_idx[0], a_idx[0]]!r} at row {t_idx[0]} "
+                            f"({symbols[a_idx[0]]})")
+    tradable = m.tradable
+    if tradable is not None:
+        tradable = _array(tradable, "tradable", np.bool_, src)
+        if tradable.shape != shape:
+            raise DataError(f"{src}: tradable mask has shape {tradable.shape}, expected "
+                            f"{shape}")
+    day = m.day
+    if day is not None:
+        day = _array(day, "day", np.int64, src)
+        if day.shape != (n_bars,):
+            raise DataError(f"{src}: day ids must be non-decreasing, shape ({n_bars},); got "
+                            f"shape {day.shape}")
+        back = np.flatnonzero(day[1:] < day[:-1])
+        if back.size:
+            r = int(back[0]) + 1
+            raise DataError(f"{src}: day ids must be non-decreasing, shape ({n_bars},); got "
+                            f"{int(day[r])} at row {r} after {int(day[r - 1])}")
+    if not isinstance(m.extra, Mapping):
+        raise TypeError(f"{src}: MarketData.extra: expected a dict name -> float64 (T, A), got "
+                        f"{type(m.extra).__name__}")
+    extra = {}
+    for name, x in m.extra.items():
+        if not isinstance(name, str):
+            raise TypeError(f"{src}: extra column names must be str, got {name!r}")
+        x = _array(x, f"extra[{name!r}]", np.float64, src)
+        if x.shape != shape:
+            raise DataError(f"{src}: extra column {name!r} has shape {x.shape}, expected "
+                            f"{shape}")
+        extra[name] = _read_only(x)
+    for name, value in (("bars", bars), ("timestamps", timestamps), ("spread", spread),
+                        ("tradable", tradable), ("day", day)):
+        if value is not None:
+            object.__setattr__(m, name, _read_only(value))
+    object.__setattr__(m, "symbols", symbols)
+    object.__setattr__(m, "extra", extra)
+
+
+def _array(x, name: str, dtype, source: str) -> np.ndarray:
+    """``x`` if it is a C-contiguous ndarray of ``dtype``, else TypeError/DataError saying so."""
+    dtype = np.dtype(dtype)
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{source}: MarketData.{name}: expected a numpy array of {dtype}, got "
+                        f"{type(x).__name__} (optrader.data.from_arrays converts)")
+    if x.dtype != dtype:
+        raise TypeError(f"{source}: MarketData.{name}: expected dtype {dtype}, got {x.dtype} "
+                        f"(optrader.data.from_arrays converts)")
+    if not x.flags.c_contiguous:
+        raise DataError(f"{source}: MarketData.{name}: expected a C-contiguous array (the "
+                        f"kernels read it in place), got a strided view; pass "
+                        f"np.ascontiguousarray(...) or use optrader.data.from_arrays")
+    return x
+
+
+def _read_only(x: np.ndarray) -> np.ndarray:
+    """``x`` if it is read-only, else a read-only view of it (the caller's array is untouched)."""
+    if not x.flags.writeable:
+        return x
+    view = x.view()
+    view.setflags(write=False)
+    return view
+
+
 def from_arrays(open_, high, low, close, volume, timestamps=None, symbols=None,
                 periods_per_year: float = 252.0, source: str = "arrays",
                 spread=None, tradable=None, day=None, extra=None, quality=None) -> MarketData:
@@ -97,59 +235,35 @@ def from_arrays(open_, high, low, close, volume, timestamps=None, symbols=None,
 def _from_bars(bars: np.ndarray, timestamps, symbols, periods_per_year: float, source: str,
                spread=None, tradable=None, day=None, extra=None, quality=None) -> MarketData:
     """MarketData around ``bars``, a fresh C-contiguous float64 (5, T, A) that it takes over:
-    validated and made read-only in place, never copied. Other arguments as in from_arrays."""
-    shape = bars.shape[1:]
-    n_bars, n_assets = shape
+    made read-only in place, never copied, and validated by MarketData itself. The other
+    arguments are converted to the dtypes MarketData requires (as in from_arrays)."""
+    n_bars, n_assets = bars.shape[1:]
     if timestamps is None:
         timestamps = np.arange(n_bars, dtype=np.int64) * 86_400 * 10**9
-    timestamps = np.asarray(timestamps, dtype=np.int64)
-    if timestamps.shape != (n_bars,):
-        raise DataError(f"{source}: {timestamps.shape[0]} timestamps for {n_bars} bars")
+    timestamps = np.ascontiguousarray(timestamps, dtype=np.int64)
     symbols = tuple(symbols) if symbols is not None else tuple(f"asset{a}" for a in range(n_assets))
-    if len(symbols) != n_assets:
-        raise DataError(f"{source}: {len(symbols)} symbols for {n_assets} assets")
-    validate_bars(bars, timestamps, symbols, source)
     bars.setflags(write=False)
     timestamps.setflags(write=False)
     if spread is not None:
         spread = np.asarray(spread, dtype=np.float64)
         spread = np.ascontiguousarray(spread[:, None] if spread.ndim == 1 else spread)
-        if spread.shape != shape:
-            raise DataError(f"{source}: column 'spread' has shape {spread.shape}, expected "
-                            f"{shape} like 'close'")
-        bad = np.isinf(spread) | (spread < 0)
-        if bad.any():
-            t_idx, a_idx = np.nonzero(bad)
-            raise DataError(f"{source}: column 'spread' must be >= 0 bps (NaN for unknown), got "
-                            f"{spread[t_idx[0], a_idx[0]]!r} at row {t_idx[0]} "
-                            f"({symbols[a_idx[0]]})")
         spread.setflags(write=False)
     if tradable is not None:
         tradable = np.ascontiguousarray(tradable, dtype=np.bool_)
-        if tradable.shape != shape:
-            raise DataError(f"{source}: tradable mask has shape {tradable.shape}, expected "
-                            f"{shape}")
         tradable.setflags(write=False)
     if day is not None:
         day = np.ascontiguousarray(day, dtype=np.int64)
-        if day.shape != (n_bars,) or (np.diff(day) < 0).any():
-            raise DataError(f"{source}: day ids must be non-decreasing, shape ({n_bars},); got "
-                            f"shape {day.shape}")
         day.setflags(write=False)
-    extra = dict(extra or {})
-    for name, x in extra.items():
-        x = np.ascontiguousarray(x, dtype=np.float64)
-        if x.shape != shape:
-            raise DataError(f"{source}: extra column {name!r} has shape {x.shape}, expected "
-                            f"{shape}")
+    extra = {name: np.ascontiguousarray(x, dtype=np.float64) for name, x in (extra or {}).items()}
+    for x in extra.values():
         x.setflags(write=False)
-        extra[name] = x
     return MarketData(bars, timestamps, symbols, float(periods_per_year), spread, tradable, day,
-                      extra, quality)
+                      extra, quality, source)
 
 
 def validate_bars(bars: np.ndarray, timestamps: np.ndarray, symbols, source: str) -> None:
-    """Raise DataError naming the first kind of defect found and up to five offending rows.
+    """Raise DataError naming the first kind of defect found and up to five offending rows,
+    with their symbols and values.
 
     ``bars`` float64 (5, T, A), ``timestamps`` int64 (T,) UTC ns, ``symbols`` A names.
     """
@@ -157,13 +271,20 @@ def validate_bars(bars: np.ndarray, timestamps: np.ndarray, symbols, source: str
         raise DataError(f"{source}: no rows")
     if not _bars_are_clean(bars):
         _raise_bar_defect(bars, symbols, source)
-    d = np.diff(timestamps)
-    if (d == 0).any():
-        rows = np.nonzero(d == 0)[0][:5] + 1
-        raise DataError(f"{source}: duplicate timestamps at rows {rows.tolist()}")
-    if (d < 0).any():
-        rows = np.nonzero(d < 0)[0][:5] + 1
-        raise DataError(f"{source}: timestamps not sorted ascending at rows {rows.tolist()}")
+    if timestamps.size > 1 and not (timestamps[1:] > timestamps[:-1]).all():
+        d = np.diff(timestamps)
+        kind, bad = (("duplicate timestamps", d == 0) if (d == 0).any()
+                     else ("timestamps not sorted ascending", d < 0))
+        rows = np.flatnonzero(bad)[:5] + 1
+        r = int(rows[0])
+        raise DataError(f"{source}: {kind} at rows {rows.tolist()}; expected strictly "
+                        f"increasing, got {_iso(timestamps[r])} at row {r} after "
+                        f"{_iso(timestamps[r - 1])}")
+
+
+def _iso(ns) -> str:
+    """An int64 UTC ns timestamp as ISO-8601 text (error messages)."""
+    return pd.Timestamp(int(ns), tz="UTC").isoformat()
 
 
 def _bars_are_clean(bars: np.ndarray) -> bool:
@@ -186,35 +307,46 @@ def _bars_are_clean(bars: np.ndarray) -> bool:
 
 
 def _raise_bar_defect(bars: np.ndarray, symbols, source: str) -> None:
-    """Raise the DataError of the first failing value check (checked in this order)."""
+    """Raise the DataError of the first failing value check (checked in this order), naming up
+    to five cells as ``row t (SYMBOL)`` with the values at fault."""
+    o, h, lo, c, v = bars
 
-    def rows_of(mask_2d) -> str:
+    def where(mask_2d, detail) -> str:
         t_idx, a_idx = np.nonzero(mask_2d)
-        shown = ", ".join(f"row {t} ({symbols[a]})" for t, a in zip(t_idx[:5], a_idx[:5],
-                                                                      strict=True))
+        shown = ", ".join(f"row {t} ({symbols[a]}){detail(t, a)}"
+                          for t, a in zip(t_idx[:5], a_idx[:5], strict=True))
         more = f" and {len(t_idx) - 5} more" if len(t_idx) > 5 else ""
         return shown + more
+
+    def value(x):
+        return lambda t, a: f" = {float(x[t, a])!r}"
 
     for k, name in enumerate(OHLCV):
         bad = ~np.isfinite(bars[k])
         if bad.any():
-            raise DataError(f"{source}: column {name!r} has NaN or inf at {rows_of(bad)}")
+            raise DataError(f"{source}: column {name!r} must be finite, got NaN or inf at "
+                            f"{where(bad, value(bars[k]))}")
     for k, name in enumerate(OHLCV[:4]):
         bad = bars[k] <= 0.0
         if bad.any():
             raise DataError(f"{source}: column {name!r} must be > 0, got non-positive prices at "
-                            f"{rows_of(bad)}")
-    o, h, lo, c, v = bars
+                            f"{where(bad, value(bars[k]))}")
     bad = h < lo
     if bad.any():
-        raise DataError(f"{source}: high < low at {rows_of(bad)}")
+        def crossed(t, a):
+            return f": high {float(h[t, a])!r} < low {float(lo[t, a])!r}"
+        raise DataError(f"{source}: high < low at {where(bad, crossed)}; expected low <= high")
     for name, x in (("open", o), ("close", c)):
         bad = (x > h) | (x < lo)
         if bad.any():
-            raise DataError(f"{source}: column {name!r} outside [low, high] at {rows_of(bad)}")
+            def outside(t, a, x=x):
+                return f": {float(x[t, a])!r} not in [{float(lo[t, a])!r}, {float(h[t, a])!r}]"
+            raise DataError(f"{source}: column {name!r} outside [low, high] at "
+                            f"{where(bad, outside)}")
     bad = v < 0.0
     if bad.any():
-        raise DataError(f"{source}: column 'volume' must be >= 0, got negative at {rows_of(bad)}")
+        raise DataError(f"{source}: column 'volume' must be >= 0, got negative at "
+                        f"{where(bad, value(v))}")
 
 
 def from_dataframe(df: pd.DataFrame, periods_per_year: float = 252.0,

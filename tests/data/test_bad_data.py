@@ -54,20 +54,24 @@ def corrupt(df, row, column, value):
 ])
 def test_non_finite(cfg, bars, column, row, value):
     assert_rejected(cfg, corrupt(bars, row, column, value),
-                    rf"column '{column}' has NaN or inf at row {row} \(asset0\)$")
+                    rf"column '{column}' must be finite, got NaN or inf at row {row} "
+                    rf"\(asset0\) = {re.escape(repr(value))}$")
 
 
 @pytest.mark.parametrize(("column", "value"), [
     ("close", 0.0), ("open", -1.0), ("low", 0.0), ("high", -5.0)])
 def test_non_positive_price(cfg, bars, column, value):
     df = corrupt(bars, 9, column, value)
-    assert_rejected(cfg, df, rf"column '{column}' must be > 0.*at row 9 \(asset0\)$")
+    assert_rejected(cfg, df, rf"column '{column}' must be > 0.*at row 9 \(asset0\) = "
+                             rf"{re.escape(repr(value))}$")
 
 
 def test_high_below_low(cfg, bars):
     df = bars.copy()
     df.iloc[12, [1, 2]] = df.iloc[12, [2, 1]].to_numpy()  # swap high and low
-    assert_rejected(cfg, df, r"high < low at row 12 \(asset0\)$")
+    high, low = float(df["high"].iloc[12]), float(df["low"].iloc[12])
+    assert_rejected(cfg, df, rf"high < low at row 12 \(asset0\): high {re.escape(repr(high))} < "
+                             rf"low {re.escape(repr(low))}; expected low <= high$")
 
 
 @pytest.mark.parametrize(("column", "side"), [
@@ -76,12 +80,14 @@ def test_open_close_outside_range(cfg, bars, column, side):
     df = bars.copy()
     factor = 1.01 if side == "high" else 0.99
     df.iloc[20, df.columns.get_loc(column)] = df[side].iloc[20] * factor
-    assert_rejected(cfg, df, rf"column '{column}' outside \[low, high\] at row 20 \(asset0\)$")
+    got, low, high = (re.escape(repr(float(df[c].iloc[20]))) for c in (column, "low", "high"))
+    assert_rejected(cfg, df, rf"column '{column}' outside \[low, high\] at row 20 \(asset0\): "
+                             rf"{got} not in \[{low}, {high}\]$")
 
 
 def test_negative_volume(cfg, bars):
     assert_rejected(cfg, corrupt(bars, 30, "volume", -1.0),
-                    r"column 'volume' must be >= 0.*at row 30 \(asset0\)$")
+                    r"column 'volume' must be >= 0, got negative at row 30 \(asset0\) = -1\.0$")
 
 
 def test_zero_volume_is_allowed(cfg, bars):
@@ -92,11 +98,11 @@ def test_zero_volume_is_allowed(cfg, bars):
 def test_every_bad_row_is_named_up_to_five(cfg, bars):
     df = bars.copy()
     df.iloc[[3, 4, 200], df.columns.get_loc("close")] = np.nan
-    assert_rejected(cfg, df, r"'close' has NaN or inf at row 3 \(asset0\), row 4 \(asset0\), "
-                             r"row 200 \(asset0\)$")
+    assert_rejected(cfg, df, r"'close' must be finite, got NaN or inf at row 3 \(asset0\) = nan, "
+                             r"row 4 \(asset0\) = nan, row 200 \(asset0\) = nan$")
     df = bars.copy()
     df.iloc[10:18, df.columns.get_loc("low")] = np.nan
-    assert_rejected(cfg, df, r"row 14 \(asset0\) and 3 more$")
+    assert_rejected(cfg, df, r"row 14 \(asset0\) = nan and 3 more$")
 
 
 def test_non_numeric_values(cfg, bars):
@@ -114,12 +120,16 @@ def test_duplicate_timestamps(cfg, bars):
     idx = df.index.to_numpy().copy()
     idx[10] = idx[9]
     df.index = pd.DatetimeIndex(idx, name="timestamp")
-    assert_rejected(cfg, df, r"duplicate timestamps at rows \[10\]$")
+    assert_rejected(cfg, df, r"duplicate timestamps at rows \[10\]; expected strictly increasing, "
+                             r"got 2020-01-10T00:00:00\+00:00 at row 10 after "
+                             r"2020-01-10T00:00:00\+00:00$")
 
 
 def test_unsorted_timestamps(cfg, bars):
     df = bars.iloc[[*range(10), 11, 10, *range(12, len(bars))]]
-    assert_rejected(cfg, df, r"timestamps not sorted ascending at rows \[11\]$")
+    assert_rejected(cfg, df, r"timestamps not sorted ascending at rows \[11\]; expected strictly "
+                             r"increasing, got 2020-01-11T00:00:00\+00:00 at row 11 after "
+                             r"2020-01-12T00:00:00\+00:00$")
 
 
 def test_missing_timestamp(cfg, bars):
@@ -259,7 +269,7 @@ def test_long_frame_unsorted_within_a_symbol(cfg, make_bars):
 def test_long_frame_bad_value_names_the_symbol(cfg, make_bars):
     df = make_bars(300, 2, seed=7)
     df.iloc[300 + 8, df.columns.get_loc("high")] = np.nan
-    assert_rejected(cfg, df, r"column 'high' has NaN or inf at row 8 \(SYM1\)$")
+    assert_rejected(cfg, df, r"column 'high' must be finite, got NaN or inf at row 8 \(SYM1\) = nan$")
 
 
 def test_long_frame_case_insensitive(cfg, make_bars):

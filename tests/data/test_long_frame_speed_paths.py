@@ -29,39 +29,42 @@ SOURCE = "DataFrame"
 def reference_values(bars, timestamps, symbols):
     """The value and timestamp checks, one full-array pass each, in their documented order."""
 
-    def rows_of(mask):
+    def rows_of(mask, *fields, fmt=" = {}"):
         t_idx, a_idx = np.nonzero(mask)
-        shown = ", ".join(f"row {t} ({symbols[a]})" for t, a in zip(t_idx[:5], a_idx[:5],
-                                                                      strict=True))
+        shown = ", ".join(
+            f"row {t} ({symbols[a]})" + fmt.format(*(repr(float(f[t, a])) for f in fields))
+            for t, a in zip(t_idx[:5], a_idx[:5], strict=True))
         return shown + (f" and {len(t_idx) - 5} more" if len(t_idx) > 5 else "")
 
     if bars.shape[1] == 0:
         raise DataError(f"{SOURCE}: no rows")
     for k, name in enumerate(OHLCV):
         if (~np.isfinite(bars[k])).any():
-            raise DataError(f"{SOURCE}: column {name!r} has NaN or inf at "
-                            f"{rows_of(~np.isfinite(bars[k]))}")
+            raise DataError(f"{SOURCE}: column {name!r} must be finite, got NaN or inf at "
+                            f"{rows_of(~np.isfinite(bars[k]), bars[k])}")
     for k, name in enumerate(OHLCV[:4]):
         if (bars[k] <= 0).any():
             raise DataError(f"{SOURCE}: column {name!r} must be > 0, got non-positive prices at "
-                            f"{rows_of(bars[k] <= 0)}")
+                            f"{rows_of(bars[k] <= 0, bars[k])}")
     o, h, lo, c, v = bars
     if (h < lo).any():
-        raise DataError(f"{SOURCE}: high < low at {rows_of(h < lo)}")
+        raise DataError(f"{SOURCE}: high < low at "
+                        f"{rows_of(h < lo, h, lo, fmt=': high {} < low {}')}; "
+                        f"expected low <= high")
     for name, x in (("open", o), ("close", c)):
         if ((x > h) | (x < lo)).any():
             raise DataError(f"{SOURCE}: column {name!r} outside [low, high] at "
-                            f"{rows_of((x > h) | (x < lo))}")
+                            f"{rows_of((x > h) | (x < lo), x, lo, h, fmt=': {} not in [{}, {}]')}")
     if (v < 0).any():
         raise DataError(f"{SOURCE}: column 'volume' must be >= 0, got negative at "
-                        f"{rows_of(v < 0)}")
+                        f"{rows_of(v < 0, v)}")
     d = np.diff(timestamps)
-    if (d == 0).any():
-        raise DataError(f"{SOURCE}: duplicate timestamps at rows "
-                        f"{(np.flatnonzero(d == 0)[:5] + 1).tolist()}")
-    if (d < 0).any():
-        raise DataError(f"{SOURCE}: timestamps not sorted ascending at rows "
-                        f"{(np.flatnonzero(d < 0)[:5] + 1).tolist()}")
+    for kind, bad in (("duplicate timestamps", d == 0), ("timestamps not sorted ascending", d < 0)):
+        if bad.any():
+            r = int(np.flatnonzero(bad)[0]) + 1
+            iso = [pd.Timestamp(int(timestamps[i]), tz="UTC").isoformat() for i in (r, r - 1)]
+            raise DataError(f"{SOURCE}: {kind} at rows {(np.flatnonzero(bad)[:5] + 1).tolist()}; "
+                            f"expected strictly increasing, got {iso[0]} at row {r} after {iso[1]}")
 
 
 def reference_numeric(df, name):
