@@ -194,7 +194,7 @@ class SplitConfig:
 class CalendarConfig:
     """Trading sessions: day boundaries (risk.max_daily_loss) and off-hours detection."""
 
-    name: str = "always_open"  # always_open | us_equities | custom | an exchange code (XNYS...)
+    name: str = "auto"  # auto | always_open | us_equities | custom | an exchange code (XNYS...)
     timezone: str = "UTC"  # sessions are local times in this zone (custom)
     sessions: Any = (("00:00", "24:00"),)  # local (open, close) pairs (custom)
     weekdays: Any = (0, 1, 2, 3, 4, 5, 6)  # trading weekdays, Monday = 0 (custom)
@@ -269,7 +269,7 @@ class SyntheticDataConfig:
     n_assets: int = 1
     seed: int = 7
     start: str = "2000-01-03"  # timestamp of bar 0
-    freq: str = "1D"  # pandas offset of one bar
+    freq: str = "auto"  # pandas offset of one bar; auto: from periods_per_year (252: "B")
     periods_per_year: float = 252.0
     drift: Any = 0.05  # annual, scalar or one per asset
     volatility: Any = 0.2  # annual, scalar or one per asset
@@ -526,30 +526,67 @@ def compose(env: str = "training", overrides: list[str] | tuple[str, ...] = ()) 
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
             return hydra_compose(config_name="config", overrides=[f"+env={env}", *overrides])
     except (HydraException, ValueError) as exc:  # Hydra raises bare ValueErrors too (group=null)
-        raise ConfigError(f"bad override in {overrides}: {exc}{_suggest(overrides)}") from None
+        raise override_error(exc, overrides) from None
     finally:
         restore_gh_from_backup(outer)
 
 
-def _suggest(overrides: list[str]) -> str:
-    """A did-you-mean for the first override whose key is not a field of its schema."""
-    schemas = {f.name: f.type for f in dataclasses.fields(EnvSpec)}
+def override_error(exc: Exception, overrides: list[str] | tuple[str, ...]) -> ConfigError:
+    """A one-line ConfigError for an override Hydra rejected (``exc``), with a did-you-mean when
+    an override names a key or group option that does not exist (``suggest_override``).
+
+    Shared by ``compose`` and the command lines (``optrader.cli_errors``), so a typo gets the
+    same message from Python and from ``python -m optrader.train``.
+    """
+    hydra_text = " ".join(str(exc).split()) or type(exc).__name__
     for o in overrides:
-        key = o.split("=", 1)[0].lstrip("+~")
-        parts = key.split(".")
-        if len(parts) != 2 or parts[0] not in schemas:
-            continue
-        hints = typing.get_type_hints(EnvSpec)
-        cls = hints[parts[0]]
-        names = [f.name for f in dataclasses.fields(cls)] if dataclasses.is_dataclass(cls) else []
-        if parts[0] in ("data", "strategy"):
-            schemas_ = DATA_SCHEMAS if parts[0] == "data" else STRATEGY_SCHEMAS
-            names = sorted({f.name for c in schemas_.values() for f in dataclasses.fields(c)})
-        if names and parts[1] not in names:
-            close = difflib.get_close_matches(parts[1], names, n=1)
+        hint = suggest_override(str(o))
+        if hint is not None:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            return ConfigError(f"{o}: {hint} (Hydra: {first})")
+    return ConfigError(f"bad override in {list(overrides)}: {hydra_text}")
+
+
+def suggest_override(override: str) -> str | None:
+    """``"unknown key 'agent.budget_step'; did you mean 'agent.budget_steps'?"`` when the
+    override's key (or a group option, ``execution=realistc``) is not in the schemas (or
+    ``conf/GROUP``) and a close name is; None otherwise. ``+key`` appends are left to
+    ``load_spec``, ``hydra.*`` keys to Hydra."""
+    key, eq, value = override.partition("=")
+    if key.startswith("+") or key.startswith("hydra.") or key == "hydra":
+        return None
+    key = key.lstrip("~")
+    parts = key.split(".")
+    hints = typing.get_type_hints(EnvSpec)
+    if parts[0] not in hints:
+        close = difflib.get_close_matches(parts[0], sorted(hints), n=1)
+        known = ".".join([*close[:1], *parts[1:]])
+        return f"unknown key {key!r}; did you mean {known!r}?" if close else None
+    if len(parts) == 1:  # a group option
+        options = available(parts[0]) if (config_dir() / parts[0]).is_dir() else []
+        if eq and options and value not in options and value != "null":
+            close = difflib.get_close_matches(value, options, n=1)
             if close:
-                return f"\n  {key}: unknown key; did you mean '{parts[0]}.{close[0]}'?"
-    return ""
+                return (f"unknown option {value!r} of group {parts[0]!r}; did you mean "
+                        f"'{parts[0]}={close[0]}'? (options: {', '.join(options)})")
+        return None
+    group = parts[0]
+    classes = ([*DATA_SCHEMAS.values()] if group == "data" else
+               [*STRATEGY_SCHEMAS.values()] if group == "strategy" else [hints[group]])
+    for depth, part in enumerate(parts[1:], start=1):
+        classes = [c for c in classes if dataclasses.is_dataclass(c)]
+        if not classes:
+            return None  # a free-form mapping (reward.components, ...): load_spec names keys
+        fields = {f.name: typing.get_type_hints(c)[f.name]
+                  for c in classes for f in dataclasses.fields(c)}
+        if part not in fields:
+            close = difflib.get_close_matches(part, sorted(fields), n=1)
+            if not close:
+                return None
+            known = ".".join(parts[:depth] + [close[0]])
+            return f"unknown key {key!r}; did you mean {known!r}?"
+        classes = [fields[part]]
+    return None
 
 
 def load_spec(cfg: DictConfig | dict) -> EnvSpec:

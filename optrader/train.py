@@ -41,6 +41,8 @@ from optrader.agents.es import (
     policy_actor,
     save_checkpoint,
 )
+from optrader.annualisation import annualisation_for
+from optrader.cli_errors import HydraCommand
 from optrader.config import ConfigError, available, config_dir, load_spec
 
 log = logging.getLogger(__name__)
@@ -135,6 +137,8 @@ def train(cfg: DictConfig, data=None, progress: bool = True,
         "eval": {"episodes": agent.eval_episodes, "seed": eval_seed, **_summaries(results)},
         "eval_held_out_market": held_out,
         "eval_validation_split": validation,
+        # how metrics of this data are annualised (the returns above are per episode)
+        "annualisation": annualisation_for(spec, env.market).as_dict(),
         "history": history,
     }
     log.info("%d env-steps in %.1f s (%.0f env-steps/s); eval mean return: %s", used,
@@ -224,12 +228,15 @@ def _millions(steps: int, total: int) -> str:
 # Command line
 
 
+COMMAND = HydraCommand("optrader.train")
+
+
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
+@COMMAND.task
 def main(cfg: DictConfig) -> None:
     if "env" not in cfg:
-        print(f"optrader.train: choose a mode with +env=training (known: "
-              f"{', '.join(available('env'))})", file=sys.stderr)
-        sys.exit(2)
+        raise ConfigError(f"choose a mode with +env=training (known: "
+                          f"{', '.join(available('env'))})")
     from hydra.core.hydra_config import HydraConfig
 
     out_dir = HydraConfig.get().runtime.output_dir
@@ -247,5 +254,11 @@ def main(cfg: DictConfig) -> None:
     print("\n".join(lines))
 
 
+def cli(argv: list[str] | None = None) -> None:
+    """``python -m optrader.train [overrides]``: Hydra under the shared error handler
+    (``optrader.cli_errors``: one line and exit 2 for a usage, config or data error)."""
+    COMMAND.run(main, sys.argv[1:] if argv is None else list(argv))
+
+
 if __name__ == "__main__":
-    main()
+    cli()
