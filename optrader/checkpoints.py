@@ -84,9 +84,43 @@ def checkpoint_config(cfg: DictConfig, checkpoint: str | Path,
     keys = override_keys(overrides) if overrides is not None else inferred_user_keys(cfg)
     if run_config is None:
         return CheckpointConfig(path, None, cfg, {}, None, keys)
-    trained = OmegaConf.load(run_config)
+    trained = load_run_config(run_config)
     merged, taken = take_checkpoint_groups(cfg, trained, keys)
     return CheckpointConfig(path, run_config, merged, taken, trained, keys)
+
+
+def load_run_config(path: str | Path) -> DictConfig:
+    """The ``config.yaml`` of a training run, checked: valid YAML, a mapping, each of
+    ``CHECKPOINT_GROUPS`` it has a mapping, interpolations resolvable. ConfigError naming the
+    file otherwise."""
+    import yaml
+    from omegaconf.errors import OmegaConfBaseException
+
+    where = (f"agent.checkpoint: the run config {str(path)!r} beside the checkpoint (written by "
+             f"optrader.train; delete or fix it to run without it)")
+    try:
+        loaded = OmegaConf.load(path)
+        resolved = OmegaConf.to_container(loaded, resolve=True) \
+            if isinstance(loaded, DictConfig) else None
+    except (yaml.YAMLError, OmegaConfBaseException, OSError, ValueError) as exc:
+        # OmegaConf.load raises OSError for a scalar document, ValueError for bad UTF-8
+        reason = " ".join(str(exc).split())
+        raise ConfigError(f"{where} is not valid YAML or cannot be resolved: "
+                          f"{type(exc).__name__}: {reason}") from None
+    if not isinstance(loaded, DictConfig) or not resolved:
+        got = "an empty file" if isinstance(loaded, DictConfig) else \
+            f"a {type(OmegaConf.to_container(loaded)).__name__}"
+        raise ConfigError(f"{where}: expected a mapping of config groups (data, observation, "
+                          f"...), got {got}")
+    if not set(resolved) & set(CHECKPOINT_GROUPS):
+        groups = ", ".join(CHECKPOINT_GROUPS)
+        raise ConfigError(f"{where}: expected a mapping of config groups ({groups}, ...), got "
+                          f"the keys {sorted(map(str, resolved))}")
+    for group in CHECKPOINT_GROUPS:
+        if group in resolved and not isinstance(resolved[group], dict):
+            raise ConfigError(f"{where}: expected the group {group!r} to be a mapping, got "
+                              f"{resolved[group]!r}")
+    return loaded
 
 
 def describe_taken(taken: dict[str, list[str]]) -> str:
@@ -167,15 +201,27 @@ def _flat(d: Any, prefix: str) -> dict[str, Any]:
 
 
 def load_checkpoint_file(path: str | Path, env):
-    """``optrader.agents.es.load_checkpoint(path, env)`` with an unreadable file reported as a
-    ValueError (``agent.checkpoint: ... is not a readable policy.npz``)."""
-    from optrader.agents.es import load_checkpoint
+    """``optrader.agents.es.load_checkpoint(path, env)`` with an unreadable file, or policy
+    parameters that are not all finite (a diverged run, a damaged file), reported as a
+    ValueError naming the file (``agent.checkpoint: ... is not a readable policy.npz``)."""
+    import numpy as np
+
+    from optrader.agents.es import check_fits, load_checkpoint
 
     if not zipfile.is_zipfile(path):  # np.load would try to unpickle it
         raise ValueError(f"agent.checkpoint: {path} is not a readable {CHECKPOINT_FILE} (not an "
                          f".npz archive)")
     try:
-        return load_checkpoint(path, env)
+        ckpt = load_checkpoint(path)
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise ValueError(f"agent.checkpoint: {path} is not a readable {CHECKPOINT_FILE} "
                          f"({type(exc).__name__}: {exc})") from None
+    bad = np.flatnonzero(~np.isfinite(ckpt.params))
+    if bad.size:  # checked before the env: a NaN policy would surface as NaN actions
+        raise ValueError(f"agent.checkpoint: {path}: the policy parameter array 'params' holds "
+                         f"{bad.size} non-finite value(s) of {ckpt.params.size} (NaN or inf, "
+                         f"first at index {int(bad[0])}: {ckpt.params[bad[0]]}); the training "
+                         f"run diverged or the file is damaged")
+    if env is not None:
+        check_fits(ckpt, env, path)
+    return ckpt

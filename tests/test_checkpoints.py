@@ -86,6 +86,44 @@ def test_an_unreadable_file_is_a_value_error(tmp_path):
     assert load_checkpoint_file(bad, env).policy == load_checkpoint(bad, env).policy
 
 
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_non_finite_policy_parameters_are_named_before_any_step(tmp_path, value):
+    env = optrader.make_vec(optrader.compose("training", ["observation.window=4"]), num_envs=1)
+    policy = Policy.for_env(env)
+    params = np.zeros(policy.n_params)
+    params[3] = value
+    path = tmp_path / "policy.npz"
+    save_checkpoint(path, params, policy, env.observation_names)
+    with pytest.raises(ValueError, match=r"agent\.checkpoint: .*policy\.npz: the policy parameter "
+                                         r"array 'params' holds 1 non-finite value.*index 3"):
+        load_checkpoint_file(path, env)
+
+
+BAD_RUN_CONFIGS = [
+    ("data: [1, 2", r"is not valid YAML .*ParserError"),
+    ("- data\n- risk\n", r"expected a mapping of config groups .*got a list"),
+    ("", r"expected a mapping of config groups .*got an empty file"),
+    ("42", r"is not valid YAML"),
+    ("hello", r"expected a mapping of config groups .*got the keys \['hello'\]"),
+    ("data: 5", r"expected the group 'data' to be a mapping, got 5"),
+    ("data:\n  n_bars: ${nope}\n", r"cannot be resolved: InterpolationKeyError"),
+]
+
+
+@pytest.mark.parametrize(("text", "match"), BAD_RUN_CONFIGS, ids=[t for t, _ in BAD_RUN_CONFIGS])
+def test_a_malformed_run_config_is_a_config_error_naming_the_file(run_dir, text, match):
+    (run_dir / "config.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=r"agent\.checkpoint: the run config '.*config\.yaml' "
+                                          r"beside the checkpoint.*" + match):
+        checkpoint_config(optrader.compose("backtest"), run_dir, [])
+
+
+def test_a_run_config_that_is_not_utf8_is_a_config_error(run_dir):
+    (run_dir / "config.yaml").write_bytes(b"\xff\xfe\x00data")
+    with pytest.raises(ConfigError, match=r"config\.yaml.*is not valid YAML"):
+        checkpoint_config(optrader.compose("backtest"), run_dir, [])
+
+
 # ---------------------------------------------------------------------------------------------
 # Which groups are taken
 
