@@ -43,6 +43,7 @@ from optrader.checkpoints import (
     load_checkpoint_file,
     override_keys,
 )
+from optrader.cli_errors import HydraCommand
 from optrader.config import ConfigError, config_dir, load_spec
 from optrader.metrics import METRIC_NAMES, compute_metrics, round_trips
 from optrader.rollouts import Rollout, play_episodes
@@ -272,40 +273,29 @@ def rewrite_argv(argv: list[str]) -> list[str]:
     return args
 
 
-_STARTED = []  # set once Hydra has composed the config and main runs
+COMMAND = HydraCommand("optrader.validate")
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
+@COMMAND.task
 def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    _STARTED.append(True)
     hc = HydraConfig.get()
     single = hc.mode != RunMode.MULTIRUN  # a sweep goes on; its validation.json files tell
-    try:
-        report = validate(cfg, out_dir=hc.runtime.output_dir, progress=True,
-                          overrides=list(hc.overrides.task))
-    except ValueError as exc:  # ConfigError, DataError, a checkpoint that does not fit
-        if not single:
-            raise
-        print(f"optrader.validate: {' '.join(str(exc).split())}", file=sys.stderr)
-        sys.exit(2)
+    report = validate(cfg, out_dir=hc.runtime.output_dir, progress=True,
+                      overrides=list(hc.overrides.task))
     render_report(report)
     if single:
         sys.exit(0 if report["passed"] else 1)
 
 
-def cli() -> None:
-    """``python -m optrader.validate``: rewrite the shorthands, run Hydra; a config Hydra
-    rejects before ``main`` runs exits 2 (Hydra itself would exit 1, the gate-failure code)."""
-    sys.argv[1:] = rewrite_argv(sys.argv[1:])
-    try:
-        main()
-    except SystemExit as exc:
-        if not _STARTED and exc.code not in (0, None):
-            sys.exit(2)
-        raise
+def cli(argv: list[str] | None = None) -> None:
+    """``python -m optrader.validate``: rewrite the shorthands, run Hydra under the shared error
+    handler (``optrader.cli_errors``): exit 0 every gate passed, 1 a gate failed, 2 a usage,
+    config or data error (one line), 3 a bug."""
+    COMMAND.run(main, sys.argv[1:] if argv is None else list(argv), prepare=rewrite_argv)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import difflib
 import logging
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -37,6 +36,7 @@ from optrader.backtest.agent_run import run_agent
 from optrader.backtest.outputs import write_outputs
 from optrader.backtest.runner import backtest_metrics, pad_stopped, run_strategy
 from optrader.checkpoints import checkpoint_config, describe_taken
+from optrader.cli_errors import VALUE_FLAGS, HydraCommand
 from optrader.config import ConfigError, config_dir, load_spec
 from optrader.metrics import LOWER_IS_BETTER
 from optrader.research_config import STRATEGY_PARAMS, kernel_params, strategy_grid
@@ -47,10 +47,6 @@ TABLE_METRICS = ("total_return", "cagr", "sharpe", "sortino", "max_drawdown", "n
                  "win_rate")
 _PERCENT = frozenset({"total_return", "cagr", "ann_vol", "max_drawdown", "win_rate", "var_95",
                       "cvar_95", "exposure"})
-# Hydra flags followed by a value that is not an override
-_VALUE_FLAGS = frozenset({"-cp", "--config-path", "-cn", "--config-name", "-cd", "--config-dir",
-                          "-c", "--cfg", "-p", "--package", "-i", "--info",
-                          "--experimental-rerun"})
 
 
 def run_backtest(cfg: DictConfig, data=None, out_dir: str | Path | None = None,
@@ -294,7 +290,7 @@ def prepare_argv(argv: Sequence[str]) -> list[str]:
     skip = False
     for arg in argv:
         if skip or arg.startswith("-"):
-            skip = not skip and arg in _VALUE_FLAGS
+            skip = not skip and arg in VALUE_FLAGS
             flags.append(arg)
             continue
         try:
@@ -352,27 +348,20 @@ def _check_strategy_keys(parsed) -> None:
                               f"parameters: {known or 'none'}){hint}")
 
 
+COMMAND = HydraCommand("optrader.backtest")
+
+
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
+@COMMAND.task
 def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     hc = HydraConfig.get()
-    try:
-        run_backtest(cfg, out_dir=hc.runtime.output_dir, overrides=list(hc.overrides.task))
-    except (ValueError, FileNotFoundError) as exc:  # ConfigError and DataError included
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise  # the traceback, as Hydra gives for other errors
-        print(f"optrader.backtest: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run_backtest(cfg, out_dir=hc.runtime.output_dir, overrides=list(hc.overrides.task))
 
 
 def cli(argv: Sequence[str] | None = None) -> None:
-    """``python -m optrader.backtest [overrides]``: rewrite the arguments, then run Hydra."""
-    args = sys.argv[1:] if argv is None else list(argv)
-    try:
-        args = prepare_argv(args)
-    except ConfigError as exc:
-        print(f"optrader.backtest: {exc}", file=sys.stderr)
-        sys.exit(2)
-    sys.argv = [sys.argv[0], *args]
-    main()
+    """``python -m optrader.backtest [overrides]``: rewrite the arguments (``prepare_argv``),
+    then run Hydra under the shared error handler (``optrader.cli_errors``: one line and exit
+    2 for a usage, config or data error)."""
+    COMMAND.run(main, sys.argv[1:] if argv is None else list(argv), prepare=prepare_argv)
