@@ -214,27 +214,33 @@ class HydraCommand:
                 sys.exit(report(self.prog, exc))
         return wrapped
 
-    def run(self, main: Callable[[], Any], argv: Sequence[str]) -> NoReturn:
+    def run(self, main: Callable[[], Any], argv: Sequence[str],
+            prepare: Callable[[list[str]], list[str]] | None = None) -> NoReturn:
+        """Run Hydra's ``main`` on ``prepare(argv)`` (the command's own rewriting, whose
+        ConfigError is reported like any other) and exit with the code of the outcome."""
         from hydra.errors import HydraException
         from omegaconf.errors import OmegaConfBaseException
 
         from optrader.config import override_error
 
-        self.wanted_full = wanted_full = full_error()
-        flags, overrides = split_argv(argv)
+        self.wanted_full = full_error()
         saved_argv, saved_env = sys.argv, os.environ.get("HYDRA_FULL_ERROR")
         self.started = False
+        overrides: list[str] = []
         try:
+            argv = list(argv) if prepare is None else prepare(list(argv))
+            overrides = split_argv(argv)[1]
             self.existing = existing_output_dirs(overrides)
             sys.argv = [sys.argv[0], *argv]
             os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises instead of printing
             main()
         except (Exception, KeyboardInterrupt) as exc:
-            if wanted_full and isinstance(exc, usage_errors()):
+            if self.wanted_full and isinstance(exc, usage_errors()):
                 raise
             if isinstance(exc, (HydraException, OmegaConfBaseException)) and not self.started:
                 exc = override_error(exc, overrides)
-            elif isinstance(exc, OSError) and not self.started:
+            elif isinstance(exc, OSError) and exc.filename is not None and not self.started:
+                # Hydra's mkdir of the run dir (a file in the way of the default outputs/...)
                 print(f"{self.prog}: cannot create the run directory: {one_line(exc)}; set "
                       f"hydra.run.dir=DIR", file=sys.stderr)
                 sys.exit(EXIT_USAGE)
