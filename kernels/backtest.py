@@ -59,6 +59,7 @@ from kernels.enums import (
     FillReason,
     OrderType,
     RecordField,
+    ReversalSizing,
     SeriesField,
 )
 from kernels.execution import should_trade_nb
@@ -199,6 +200,7 @@ def _lean_env_nb(i, kind, sparams, sstate, start, n_steps, bars, series, series_
     borrow = cost_params[i, CostParam.BORROW_PER_BAR]
     cash_rate = cost_params[i, CostParam.CASH_RATE_PER_BAR]
     max_part = cost_params[i, CostParam.MAX_PARTICIPATION]
+    reversal_cash = cost_params[i, CostParam.REVERSAL] == ReversalSizing.CASH
     min_value = cost_params[i, CostParam.MIN_TRADE_VALUE]
     slip_bps = cost_params[i, CostParam.SLIPPAGE_BPS]
     half_spread = cost_params[i, CostParam.HALF_SPREAD_BPS]
@@ -241,6 +243,17 @@ def _lean_env_nb(i, kind, sparams, sstate, start, n_steps, bars, series, series_
                 if units < 0.0 and not allow_short:  # allowed_units_nb
                     events[i, FillReason.SHORT_BLOCKED] += 1
                     units = 0.0
+                if reversal_cash and units * position[i, a] < 0.0:
+                    # equity_after_close_nb: the old side's closing costs come off first
+                    _, c_fee, c_slip = fill_costs_nb(
+                        -position[i, a], ref_px, OrderType.MARKET, slippage_model,
+                        commission_model, slip_bps, half_spread,
+                        series[SeriesField.SPREAD_BPS, ref_t, series_col + a],
+                        bars[BarField.VOLUME, ref_t, a],
+                        series[SeriesField.AVG_VOLUME, t, series_col + a],
+                        series[SeriesField.SIGMA, t, series_col + a], impact, fee_bps,
+                        maker_bps, taker_bps, per_share, min_fee)
+                    units = target_units_nb(w, equity_ref - c_fee - c_slip, ref_px, lot_size)
                 qty = units - position[i, a]
                 if not should_trade_nb(qty, units):
                     last_w[i, a] = w
@@ -248,12 +261,15 @@ def _lean_env_nb(i, kind, sparams, sstate, start, n_steps, bars, series, series_
                 if not tradable[ref_t, a]:
                     events[i, FillReason.NOT_TRADABLE] += 1
                     continue  # no bar to fill on: the order lapses and is retried next bar
+                volume = bars[BarField.VOLUME, ref_t, a]
+                if max_part <= 1.0 and not volume > 0.0:
+                    events[i, FillReason.NO_VOLUME] += 1
+                    continue  # capped and nobody traded: like no bar, retried next bar
                 last_w[i, a] = w
                 # fill_order_nb: the participation cap, the minimum trade value, then
                 # execute_fill_nb's prices, costs and booking (a market order, no stops to arm)
-                if max_part < 1.0:
-                    capped = round_lot_nb(cap_participation_nb(
-                        qty, bars[BarField.VOLUME, ref_t, a], max_part), lot_size)
+                if max_part <= 1.0:  # inf: no cap
+                    capped = round_lot_nb(cap_participation_nb(qty, volume, max_part), lot_size)
                     if capped != qty:
                         events[i, FillReason.PARTIAL] += 1
                     qty = capped

@@ -102,8 +102,9 @@ def maker_taker_bps_nb(order_type, commission_bps, maker_bps, taker_bps):
 def cap_participation_nb(qty, bar_volume, max_participation):
     """``qty`` cut to ``|qty| <= max_participation * bar_volume``, sign kept.
 
-    An empty bar (``bar_volume <= 0`` or NaN) trades nothing: returns 0.0. To disable the cap,
-    skip the call (or pass ``max_participation = inf`` and accept that empty bars still block).
+    An empty bar (``bar_volume <= 0`` or NaN) trades nothing: returns 0.0. The kernels call it
+    whenever ``max_participation <= 1`` (1.0: never more than the bar traded) and skip it for
+    ``inf``, which stands for ``execution.max_participation: null`` (volume ignored).
     """
     if not bar_volume > 0.0:
         return 0.0

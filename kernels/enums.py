@@ -101,10 +101,11 @@ class CostParamT(NamedTuple):
     TAKER_BPS: int = 5  # market and stop orders (< 0: COMMISSION_BPS)
     PER_SHARE: int = 6  # currency per unit (per_share model)
     IMPACT_COEF: int = 7  # see kernels.costs.slippage_bps_nb
-    MAX_PARTICIPATION: int = 8  # fraction of the fill bar's volume
+    MAX_PARTICIPATION: int = 8  # fraction of the fill bar's volume, in (0, 1]; inf: no cap
     MIN_TRADE_VALUE: int = 9  # currency
     BORROW_PER_BAR: int = 10  # fraction of short notional charged per bar
     CASH_RATE_PER_BAR: int = 11  # fraction of cash credited (debited if negative) per bar
+    REVERSAL: int = 12  # a ReversalSizing code (stored as a float)
 
 
 CostParam = CostParamT()
@@ -154,6 +155,17 @@ class CommissionModelT(NamedTuple):
 CommissionModel = CommissionModelT()
 
 
+class ReversalSizingT(NamedTuple):
+    """How an agent order that flips a position (long to short or short to long) is sized
+    (``execution.reversal``)."""
+
+    EQUITY: int = 0  # the new side is weight x equity at the reference price, before any cost
+    CASH: int = 1  # the old side is closed first: weight x (equity - the closing costs)
+
+
+ReversalSizing = ReversalSizingT()
+
+
 class SizingRuleT(NamedTuple):
     DIRECT: int = 0  # the action's weight as is
     FIXED_FRACTION: int = 1  # weight x fraction
@@ -190,6 +202,7 @@ class FillReasonT(NamedTuple):
     MIN_TRADE: int = 11  # below min_trade_value: skipped
     EXPIRED: int = 12  # a limit/stop order reached its time in force unfilled
     NOT_TRADABLE: int = 13  # the asset had no bar there (union alignment): the order waited
+    NO_VOLUME: int = 14  # max participation set and the fill bar traded no volume: not filled
 
 
 FillReason = FillReasonT()

@@ -45,6 +45,24 @@ def fill_costs_nb(qty, ref_px, order_type, slippage_model, commission_model, sli
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def equity_after_close_nb(i, a, equity, ref_px, fill_t, decision_t, order_type, bars, series,
+                          cost_params, slippage_model, commission_model, position):
+    """``equity`` less what closing env i's position in asset a around ``ref_px`` would cost
+    (commission and slippage in currency, priced as ``execute_fill_nb`` prices an order of
+    ``-position`` on its own): the equity a reversal is sized from with
+    ``execution.reversal: cash`` (``ReversalSizing.CASH``)."""
+    _, fee, slip_cost = fill_costs_nb(
+        -position[i, a], ref_px, order_type, slippage_model, commission_model,
+        cost_params[i, CostParam.SLIPPAGE_BPS], cost_params[i, CostParam.HALF_SPREAD_BPS],
+        series[SeriesField.SPREAD_BPS, fill_t, a], bars[BarField.VOLUME, fill_t, a],
+        series[SeriesField.AVG_VOLUME, decision_t, a], series[SeriesField.SIGMA, decision_t, a],
+        cost_params[i, CostParam.IMPACT_COEF], cost_params[i, CostParam.COMMISSION_BPS],
+        cost_params[i, CostParam.MAKER_BPS], cost_params[i, CostParam.TAKER_BPS],
+        cost_params[i, CostParam.PER_SHARE], cost_params[i, CostParam.MIN_COMMISSION])
+    return equity - fee - slip_cost
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def execute_fill_nb(i, a, qty, ref_px, fill_t, decision_t, order_type, reason, bars, series,
                     cost_params, slippage_model, commission_model, acct, position, avg_px,
                     trail_ref, record, rec_f, rec_i, rec_n):

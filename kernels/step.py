@@ -52,6 +52,7 @@ from kernels.enums import (
     Halt,
     OrderType,
     RecordInt,
+    ReversalSizing,
     RewardId,
     RiskParam,
     SeriesField,
@@ -63,7 +64,7 @@ from kernels.enums import (
 )
 from kernels.execution import should_trade_nb
 from kernels.features import write_observation_nb
-from kernels.fills import execute_fill_nb, flatten_env_nb
+from kernels.fills import equity_after_close_nb, execute_fill_nb, flatten_env_nb
 from kernels.orders import order_expired_nb, order_fill_nb, order_price_nb
 from kernels.portfolio import equity_at_nb, target_units_nb, target_weights_nb
 from kernels.reward import (
@@ -125,11 +126,15 @@ def fill_order_nb(i, a, qty, ref_px, fill_t, decision_t, order_type, bars, serie
                 slippage_model, commission_model, acct, position, avg_px, trail_ref, events,
                 record, rec_f, rec_i, rec_n, lot_size, cash, cost):
     """An agent order after the participation cap and minimum trade value; returns the new
-    (cash, cost)."""
+    (cash, cost). A cap of inf is no cap (``execution.max_participation: null``); with a cap a
+    bar that traded no volume fills nothing (a NO_VOLUME event)."""
     max_part = cost_params[i, CostParam.MAX_PARTICIPATION]
-    if max_part < 1.0:
-        capped = round_lot_nb(cap_participation_nb(qty, bars[BarField.VOLUME, fill_t, a],
-                                                   max_part), lot_size)
+    if max_part <= 1.0:
+        volume = bars[BarField.VOLUME, fill_t, a]
+        if not volume > 0.0:  # zero or NaN: nobody traded, so neither can the agent
+            events[i, FillReason.NO_VOLUME] += 1
+            return cash, cost
+        capped = round_lot_nb(cap_participation_nb(qty, volume, max_part), lot_size)
         if capped != qty:
             events[i, FillReason.PARTIAL] += 1
         qty = capped
@@ -248,6 +253,7 @@ def _step_range(lo, hi, action, bars, features, series, acct, position, avg_px, 
             else:
                 submitted = False
         equity_ref = equity_at_nb(acct[i, Account.CASH], position, i, bars, ref_field, ref_t)
+        reversal_cash = cost_params[i, CostParam.REVERSAL] == ReversalSizing.CASH
         cash = acct[i, Account.CASH]
         cost = 0.0
         for a in range(n_assets):
@@ -288,6 +294,11 @@ def _step_range(lo, hi, action, bars, features, series, acct, position, avg_px, 
                 continue
             orders[i, a, WorkingOrder.TYPE] = NO_ORDER  # a market order cancels a working one
             units = allowed_units_nb(i, w, equity_ref, ref_px, lot_size, allow_short, events)
+            if reversal_cash and units * position[i, a] < 0.0:
+                # close the old side first: the new one is sized from what that leaves
+                units = target_units_nb(w, equity_after_close_nb(
+                    i, a, equity_ref, ref_px, ref_t, t, OrderType.MARKET, bars, series,
+                    cost_params, slippage_model, commission_model, position), ref_px, lot_size)
             qty = units - position[i, a]
             if not should_trade_nb(qty, units):
                 continue
@@ -320,9 +331,13 @@ def _step_range(lo, hi, action, bars, features, series, acct, position, avg_px, 
                     orders[i, a, WorkingOrder.AGE] += 1.0
                     continue
                 orders[i, a, WorkingOrder.TYPE] = NO_ORDER  # filled (a remainder is cancelled)
-                units = target_units_nb(orders[i, a, WorkingOrder.WEIGHT],
-                                        cash + _value_except(position, i, a, bars, f)
-                                        + position[i, a] * px, px, lot_size)
+                w = orders[i, a, WorkingOrder.WEIGHT]
+                equity_px = cash + _value_except(position, i, a, bars, f) + position[i, a] * px
+                units = target_units_nb(w, equity_px, px, lot_size)
+                if reversal_cash and units * position[i, a] < 0.0:
+                    units = target_units_nb(w, equity_after_close_nb(
+                        i, a, equity_px, px, f, t, otype, bars, series, cost_params,
+                        slippage_model, commission_model, position), px, lot_size)
                 qty = units - position[i, a]
                 if qty * side <= 0.0 or not should_trade_nb(qty, units):
                     continue

@@ -6,13 +6,26 @@ with ``data.periods_per_year`` before they reach the kernels.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
+from kernels.enums import ReversalSizing
 from optrader.checks import ConfigError, _at_least, _in_range, _one_of, _positive, _registered
 
 ORDER_TYPES = ("market", "limit", "stop")
 SIZING_RULES = ("direct", "fixed_fraction", "vol_target", "kelly")
 STOP_KINDS = ("none", "pct", "atr")
+REVERSAL_SIZINGS = tuple(name.lower() for name in ReversalSizing._fields)  # equity, cash
+
+
+def _participation(key: str, v) -> None:
+    """A fraction of the bar's volume in (0, 1], or None / inf for no cap (inf is how a
+    ``per_env`` array says null)."""
+    if v is None or (isinstance(v, float) and v == math.inf):
+        return
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < v <= 1.0:
+        raise ConfigError(f"{key}: expected a fraction of the bar's volume in (0, 1], or null "
+                          f"for no cap, got {v!r}")
 
 
 @dataclass(frozen=True)
@@ -29,7 +42,9 @@ class ExecutionConfig:
     half_spread_bps: float = 0.5  # paid on every fill (fixed and impact models)
     impact_coef: float = 0.1  # linear: bps x 1e-4 per unit participation; sqrt: x sigma
     impact_halflife: float = 20.0  # bars, EWMA of volume and volatility for the impact models
-    max_participation: float = 1.0  # of the fill bar's volume, in (0, 1]; the rest is not filled
+    # of the fill bar's volume, in (0, 1]; the rest is not filled and a bar with no volume fills
+    # nothing; null: no cap, volume is ignored
+    max_participation: float | None = 1.0
     min_trade_value: float = 0.0  # currency; smaller orders are skipped (no dust rebalances)
     lot_size: float = 0.0  # 0 = fractional units
     latency: int = 0  # bars: an order decided at close t fills at bar t+1+latency
@@ -40,6 +55,19 @@ class ExecutionConfig:
     borrow_bps_annual: float = 0.0  # on short notional, charged every bar
     cash_rate_annual: float = 0.0  # interest on positive cash (and charged on negative cash)
     record_fills: bool = False  # keep fill records (envs.drain_fills()); off costs nothing
+    # sizing of an order that flips a position: equity (w x equity before costs) | cash (close
+    # the old side first, size the new one from the equity left after its costs)
+    reversal: str = "equity"
+
+    @property
+    def participation_cap(self) -> float:
+        """``max_participation`` as the kernels read it: inf for null (no cap)."""
+        return math.inf if self.max_participation is None else float(self.max_participation)
+
+    @property
+    def reversal_code(self) -> int:
+        """``reversal`` as a ``kernels.enums.ReversalSizing`` code."""
+        return getattr(ReversalSizing, self.reversal.upper())
 
     def check(self, key: str) -> None:
         _one_of(f"{key}.fill_price", self.fill_price, ("next_open", "close"))
@@ -55,8 +83,8 @@ class ExecutionConfig:
                 raise ConfigError(f"{key}.{name}: expected >= 0 (or -1 for commission_bps), "
                                   f"got {v!r}")
         _positive(f"{key}.impact_halflife", self.impact_halflife)
-        _in_range(f"{key}.max_participation", self.max_participation, 0.0, 1.0,
-                  closed_lo=False)
+        _participation(f"{key}.max_participation", self.max_participation)
+        _one_of(f"{key}.reversal", self.reversal, REVERSAL_SIZINGS)
         _at_least(f"{key}.latency", self.latency, 0)
         _at_least(f"{key}.time_in_force", self.time_in_force, 1)
         _one_of(f"{key}.order_type", self.order_type, ORDER_TYPES)

@@ -54,7 +54,8 @@ class ReferenceEnv:
                  weights=None, dsr_eta=0.01, scale=1.0, portfolio=True, clip=10.0,
                  slippage_model="fixed", commission_model="bps", taker_bps=-1.0,
                  per_share=0.0, impact_coef=0.0, max_participation=1.0, min_trade_value=0.0,
-                 allow_short=True, borrow_per_bar=0.0, cash_rate_per_bar=0.0, series=None):
+                 allow_short=True, borrow_per_bar=0.0, cash_rate_per_bar=0.0, series=None,
+                 reversal="equity"):
         self.bars = bars
         self.features = features
         self.window = window
@@ -80,7 +81,8 @@ class ReferenceEnv:
         self.taker_bps = taker_bps
         self.per_share = per_share
         self.impact_coef = impact_coef
-        self.max_participation = max_participation
+        self.max_participation = max_participation  # None (or inf): no cap
+        self.reversal = reversal  # "equity" | "cash"
         self.min_trade_value = min_trade_value
         self.allow_short = allow_short
         self.borrow_per_bar = borrow_per_bar
@@ -142,46 +144,32 @@ class ReferenceEnv:
         cost = 0.0
         ref_t = f if self.fill_price == "next_open" else t
         for a in range(self.n_assets):
-            units = 0.0 if equity_ref <= 0 else w[a] * equity_ref / ref[a]
-            if self.lot_size > 0 and equity_ref > 0:
-                units = math.trunc(units / self.lot_size) * self.lot_size
+            units = self._units(w[a], equity_ref, ref[a])
             if units < 0 and not self.allow_short:
                 units = 0.0
+            if self.reversal == "cash" and units * self.position[a] < 0:
+                # close the old side first (its costs as an order of its own), then size the
+                # new side from the equity that leaves
+                close_px, close_fee = self._fill(a, -self.position[a], ref[a], t, ref_t)
+                closing = close_fee + abs(self.position[a]) * abs(close_px - ref[a])
+                units = self._units(w[a], equity_ref - closing, ref[a])
             qty = units - self.position[a]
             if abs(qty) <= 1e-10 * max(abs(units), abs(units - qty)):
                 continue
             volume = self.bars[VOLUME][ref_t][a]
-            if self.max_participation < 1.0:
-                cap = self.max_participation * volume if volume > 0 else 0.0
-                if abs(qty) > cap:
-                    qty = cap if qty > 0 else -cap
+            cap = self.max_participation
+            if cap is not None and cap != math.inf:
+                if not volume > 0:  # nobody traded in the bar: nothing fills
+                    continue
+                if abs(qty) > cap * volume:
+                    qty = cap * volume if qty > 0 else -cap * volume
                 if self.lot_size > 0:
                     qty = math.trunc(qty / self.lot_size) * self.lot_size
                 if qty == 0.0:
                     continue
             if abs(qty * ref[a]) < self.min_trade_value:
                 continue
-            slip = self.slippage_bps + self.half_spread_bps
-            if self.slippage_model == "spread_column":
-                spread = self.series["spread_bps"][ref_t][a]
-                slip = self.slippage_bps + (0.0 if math.isnan(spread) else spread / 2)
-            elif self.slippage_model == "linear_impact":
-                part = abs(qty) / volume if volume > 0 else 1.0
-                slip += self.impact_coef * part * 1e4
-            elif self.slippage_model == "sqrt_impact":
-                avg = self.series["avg_volume"][t][a]
-                sigma = self.series["sigma"][t][a]
-                part = abs(qty) / avg if avg > 0 else 1.0
-                if sigma > 0:
-                    slip += self.impact_coef * sigma * math.sqrt(part) * 1e4
-            side = 1.0 if qty > 0 else -1.0
-            px = max(0.0, ref[a] * (1.0 + side * slip * 1e-4))  # a seller never pays to sell
-            if self.commission_model == "per_share":
-                fee = abs(qty) * self.per_share
-            else:
-                bps = self.commission_bps if self.taker_bps < 0 else self.taker_bps
-                fee = abs(qty) * px * bps * 1e-4
-            fee = max(fee, self.min_commission)
+            px, fee = self._fill(a, qty, ref[a], t, ref_t)
             self.cash -= qty * px + fee
             cost += fee + abs(qty) * abs(px - ref[a])
             self._book(a, qty, px)
@@ -204,6 +192,40 @@ class ReferenceEnv:
         trunc = (not term) and (self.step_count >= self.episode_length or f >= self.last_bar)
         obs = self.observation(1.0 - self.step_count / self.episode_length)
         return obs, reward, term, trunc
+
+    def _units(self, weight, equity, ref_px):
+        """Units that hold ``weight`` of ``equity`` at ``ref_px``, toward zero to lots."""
+        if equity <= 0:
+            return 0.0
+        units = weight * equity / ref_px
+        if self.lot_size > 0:
+            units = math.trunc(units / self.lot_size) * self.lot_size
+        return units
+
+    def _fill(self, a, qty, ref_px, t, ref_t):
+        """(fill price, commission) of a market order of ``qty`` units around ``ref_px``."""
+        volume = self.bars[VOLUME][ref_t][a]
+        slip = self.slippage_bps + self.half_spread_bps
+        if self.slippage_model == "spread_column":
+            spread = self.series["spread_bps"][ref_t][a]
+            slip = self.slippage_bps + (0.0 if math.isnan(spread) else spread / 2)
+        elif self.slippage_model == "linear_impact":
+            part = abs(qty) / volume if volume > 0 else 1.0
+            slip += self.impact_coef * part * 1e4
+        elif self.slippage_model == "sqrt_impact":
+            avg = self.series["avg_volume"][t][a]
+            sigma = self.series["sigma"][t][a]
+            part = abs(qty) / avg if avg > 0 else 1.0
+            if sigma > 0:
+                slip += self.impact_coef * sigma * math.sqrt(part) * 1e4
+        side = 1.0 if qty > 0 else -1.0
+        px = max(0.0, ref_px * (1.0 + side * slip * 1e-4))  # a seller never pays to sell
+        if self.commission_model == "per_share":
+            fee = abs(qty) * self.per_share
+        else:
+            bps = self.commission_bps if self.taker_bps < 0 else self.taker_bps
+            fee = abs(qty) * px * bps * 1e-4
+        return px, max(fee, self.min_commission)
 
     def _book(self, a, qty, px):
         pos, avg = self.position[a], self.avg_px[a]

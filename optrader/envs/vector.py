@@ -79,6 +79,7 @@ PER_ENV_KEYS = {
     "execution.taker_bps": ("_cost_params", CostParam.TAKER_BPS),
     "execution.commission_per_share": ("_cost_params", CostParam.PER_SHARE),
     "execution.impact_coef": ("_cost_params", CostParam.IMPACT_COEF),
+    # per env, np.inf stands for null (no cap)
     "execution.max_participation": ("_cost_params", CostParam.MAX_PARTICIPATION),
     "execution.min_trade_value": ("_cost_params", CostParam.MIN_TRADE_VALUE),
     "execution.borrow_bps_annual": ("_cost_params", CostParam.BORROW_PER_BAR),
@@ -297,7 +298,8 @@ class TradingVectorEnv(VectorEnv):
                               (CostParam.TAKER_BPS, ex.taker_bps),
                               (CostParam.PER_SHARE, ex.commission_per_share),
                               (CostParam.IMPACT_COEF, ex.impact_coef),
-                              (CostParam.MAX_PARTICIPATION, ex.max_participation),
+                              (CostParam.MAX_PARTICIPATION, ex.participation_cap),
+                              (CostParam.REVERSAL, ex.reversal_code),
                               (CostParam.MIN_TRADE_VALUE, ex.min_trade_value),
                               (CostParam.BORROW_PER_BAR, ex.borrow_bps_annual * 1e-4 / ppy),
                               (CostParam.CASH_RATE_PER_BAR, (1.0 + ex.cash_rate_annual)
@@ -392,7 +394,7 @@ class TradingVectorEnv(VectorEnv):
             or any(getattr(rk, k).kind != "none" for k in ("stop_loss", "take_profit",
                                                             "trailing_stop"))
             or rk.max_daily_loss or rk.max_drawdown or rk.maintenance_margin
-            or not ex.allow_short or ex.max_participation < 1 or ex.min_trade_value
+            or not ex.allow_short or ex.max_participation is not None or ex.min_trade_value
             or ex.order_type != "market" or spec.action.order_types
             or not self._tradable.all())
         slots = 3 * n_assets if ex.record_fills else 1  # agent fill, stop exit, forced close

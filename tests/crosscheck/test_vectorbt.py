@@ -96,7 +96,8 @@ def backtest(bars: pd.DataFrame, overrides: list[str], long_only: bool,
     cfg = optrader.compose("backtest", [
         "observation.window=2", "data.split.use=all", "execution.record_fills=true",
         "execution.fill_price=close", "execution.slippage_model=fixed",
-        "execution.half_spread_bps=0", f"env.initial_cash={CASH}", *overrides])
+        "execution.half_spread_bps=0", f"env.initial_cash={CASH}",
+        "execution.max_participation=null", *overrides])  # vectorbt has no volume cap
     env = optrader.make_vec(cfg, num_envs=N, data=bars, parallel=False)
     params = np.column_stack([PAIRS, np.full(N, float(long_only)), np.zeros(N)]).astype(float)
     res = run_strategy(env, "sma_cross", params, rebalance=rebalance)
@@ -229,6 +230,25 @@ def test_long_short_reversals_match_vectorbt_from_signals(bars, up, fee_bps, sli
     assert_trades_match(res, pf, sizes=zero_cost)
     if zero_cost:
         assert_equity_matches(res, pf)
+
+
+@pytest.mark.parametrize("fee_bps", [0.0, 10.0, 30.0])
+def test_reversal_cash_matches_vectorbt_from_signals_with_fees(bars, up, fee_bps):
+    """``execution.reversal=cash`` closes the old side first and sizes the new one from what is
+    left, as vectorbt's reversal does: without slippage one weight, 1 / (1 + f), is vectorbt's
+    all-cash size for longs and shorts alike, so sizes, fees, pnl and equity all agree."""
+    fees = fee_bps * 1e-4
+    weight = 1.0 / (1.0 + fees)
+    res = backtest(bars, [f"execution.commission_bps={fee_bps}", "execution.slippage_bps=0",
+                          f"env.max_leverage={weight!r}", "execution.allow_short=true",
+                          "execution.reversal=cash"], long_only=False)
+    pf = vbt.Portfolio.from_signals(bars["close"], entries=on_decision_bars(up, False),
+                                    short_entries=on_decision_bars(~up, False), fees=fees,
+                                    init_cash=CASH, freq="1D", raise_reject=True)
+    sides = pf.trades.records_arr["direction"]
+    assert (sides == LONG).any() and (sides != LONG).any()
+    assert_trades_match(res, pf, sizes=True)
+    assert_equity_matches(res, pf)
 
 
 @pytest.mark.parametrize("rebalance", ["on_change", "every_bar"])

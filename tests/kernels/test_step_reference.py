@@ -23,6 +23,7 @@ from kernels.enums import (
     CommissionModel,
     CostParam,
     FillPrice,
+    ReversalSizing,
     RewardId,
     RiskParam,
     SeriesField,
@@ -67,10 +68,12 @@ def run_kernel_and_reference(seed, n_envs, n_assets, n_steps, fill_mode, lot_siz
     ex = {"slippage_model": "fixed", "commission_model": "bps", "taker_bps": -1.0,
           "per_share": 0.0, "impact_coef": 0.0, "max_participation": 1.0,
           "min_trade_value": 0.0, "allow_short": True, "borrow_per_bar": 0.0,
-          "cash_rate_per_bar": 0.0, **(execution or {})}
+          "cash_rate_per_bar": 0.0, "reversal": "equity", **(execution or {})}
+    zero_volume = ex.pop("zero_volume", 0.0)  # fraction of bars that traded nothing
     rng = np.random.default_rng(seed)
     n_bars = 40
     bars = random_bars(rng, n_bars, n_assets)
+    bars[4][rng.random((n_bars, n_assets)) < zero_volume] = 0.0
     feats = ("log_return", "range")
     features = np.empty((n_bars, n_assets, len(feats)), dtype=np.float32)
     compute_features_nb(bars, np.array([FEATURE_IDS[f] for f in feats]), 16.0, 10.0, features)
@@ -84,9 +87,12 @@ def run_kernel_and_reference(seed, n_envs, n_assets, n_steps, fill_mode, lot_siz
     for k, name in enumerate(("commission_bps", "min_commission", "slippage_bps",
                               "half_spread_bps")):
         cost_params[:, getattr(CostParam, name.upper())] = costs[k]
-    for name in ("taker_bps", "per_share", "impact_coef", "max_participation",
-                 "min_trade_value", "borrow_per_bar", "cash_rate_per_bar"):
+    for name in ("taker_bps", "per_share", "impact_coef", "min_trade_value", "borrow_per_bar",
+                 "cash_rate_per_bar"):
         cost_params[:, getattr(CostParam, name.upper())] = ex[name]
+    part = ex["max_participation"]
+    cost_params[:, CostParam.MAX_PARTICIPATION] = np.inf if part is None else part
+    cost_params[:, CostParam.REVERSAL] = getattr(ReversalSizing, ex["reversal"].upper())
     cost_params[:, CostParam.MAKER_BPS] = -1.0
     series = np.full((N_SERIES, n_bars, n_assets), np.nan)
     series[SeriesField.AVG_VOLUME] = rng.lognormal(13, 0.3, (n_bars, n_assets))
@@ -238,13 +244,14 @@ def test_bad_action_changes_nothing():
 @given(seed=st.integers(0, 2**31), n_assets=st.integers(1, 2), fill_next_open=st.booleans(),
        slippage=st.sampled_from(["fixed", "spread_column", "linear_impact", "sqrt_impact"]),
        commission=st.sampled_from(["bps", "per_share"]), taker=st.sampled_from([-1.0, 3.0]),
-       part=st.sampled_from([1.0, 1e-4, 1e-3]), min_trade=st.sampled_from([0.0, 500.0]),
+       part=st.sampled_from([None, 1.0, 1e-4, 1e-3]), min_trade=st.sampled_from([0.0, 500.0]),
        allow_short=st.booleans(), borrow=st.sampled_from([0.0, 1e-4]),
        cash_rate=st.sampled_from([0.0, 1e-4, -1e-4]), lot=st.sampled_from([0.0, 1.0]),
-       parallel=st.booleans())
+       parallel=st.booleans(), reversal=st.sampled_from(["equity", "cash"]),
+       zero_volume=st.sampled_from([0.0, 0.3]))
 def test_execution_options_match_reference(seed, n_assets, fill_next_open, slippage, commission,
                                            taker, part, min_trade, allow_short, borrow,
-                                           cash_rate, lot, parallel):
+                                           cash_rate, lot, parallel, reversal, zero_volume):
     run_kernel_and_reference(
         seed, 3, n_assets, 20, FillPrice.NEXT_OPEN if fill_next_open else FillPrice.CLOSE, lot,
         (2.0, 1.0, 1.0, 0.5), {"log_return": 1.0, "cost_penalty": 1.0}, 2.0, parallel,
@@ -252,4 +259,5 @@ def test_execution_options_match_reference(seed, n_assets, fill_next_open, slipp
                    "taker_bps": taker, "per_share": 0.01, "impact_coef": 0.3,
                    "max_participation": part, "min_trade_value": min_trade,
                    "allow_short": allow_short, "borrow_per_bar": borrow,
-                   "cash_rate_per_bar": cash_rate})
+                   "cash_rate_per_bar": cash_rate, "reversal": reversal,
+                   "zero_volume": zero_volume})
