@@ -54,17 +54,15 @@ def load_market(data_cfg, data=None) -> MarketData:
         return data
     if isinstance(data, pd.DataFrame):
         return from_dataframe(data, data_cfg.periods_per_year)
-    if isinstance(data, (str, Path)):
-        return from_path(data, data_cfg.periods_per_year)
-    if data is not None:
+    if data is not None and not isinstance(data, (str, Path)):
         raise TypeError(f"data: expected a pandas DataFrame, a path, MarketData or None, got "
                         f"{type(data).__name__}")
-    if data_cfg.source == "synthetic":
+    if data is None and data_cfg.source == "synthetic":
         return synthetic_market(data_cfg)
-    if data_cfg.source in ("parquet", "csv"):
-        from optrader.data.loader import load_files
+    from optrader.data.loader import file_config, load_files
 
-        return load_files(data_cfg)
-    if data_cfg.path is None:
+    # one path for files: make_vec(data=PATH) loads exactly as data=csv|parquet data.path=PATH
+    data_cfg = file_config(data_cfg, data)
+    if data_cfg.source == "dataframe":
         raise DataError("data.source=dataframe needs data=<DataFrame> or data.path=<file>")
-    return from_path(data_cfg.path, data_cfg.periods_per_year)
+    return load_files(data_cfg)

@@ -2,10 +2,17 @@
 
   validate PATH [--json OUT] [--min-score 0.95] [--calendar NAME] [--timezone TZ] ...
       prints the quality report (rich tables); exit 0 if the score reaches --min-score, 1 if
-      not, 2 if the files cannot be read.
-  convert SRC DST.parquet [--force] [--timezone TZ] ...
+      not, 2 if the files cannot be read. --calendar auto (the default) infers the sessions
+      from the bars; a failing score that the inferred calendar would pass prints that hint.
+  convert SRC DST.parquet [--clean] [--force] [--timezone TZ] ...
       reads SRC (CSV or Parquet, any accepted layout) and writes the canonical long Parquet
-      (timestamp UTC ns, symbol, OHLCV[, spread]); refuses to overwrite DST without --force.
+      (timestamp UTC ns, symbol, OHLCV[, spread]). Rows with defects (the quality report's row
+      errors: duplicates, NaN/inf, non-positive prices, high < low, open/close outside
+      [low, high], negative volume, bad spread) are never written silently: without --clean it
+      writes nothing and exits 1 with one line naming them; with --clean it drops them (a
+      duplicate keeps its last row, as loading does) and says how many of each it dropped.
+      Refuses to overwrite DST without --force and never overwrites a source file; exit 2 when
+      SRC cannot be read or DST cannot be written (a directory, an unwritable place).
 
 Sources are only read. Reader options: --format, --timestamp COL, --timestamp-unit, --timezone,
 --column canonical=yours (repeatable), --symbols A,B, --start, --end.
@@ -14,14 +21,17 @@ Sources are only read. Reader options: --format, --timestamp COL, --timestamp-un
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections import Counter
+from pathlib import Path
 
 from rich.console import Console
 
-from optrader.data.io import read_bars, write_canonical
-from optrader.data.loader import calendar_from_config, expected_grid
+from optrader.data.io import read_bars, source_files, write_canonical
+from optrader.data.loader import auto_calendar_fix, clean_rows, expectation
 from optrader.data.market import DataError
-from optrader.data.quality import quality_report
+from optrader.data.quality import ERROR, quality_report
 
 
 def _reader_args(p: argparse.ArgumentParser) -> None:
@@ -58,8 +68,9 @@ def main(argv=None) -> int:
     v.add_argument("path")
     v.add_argument("--json", default=None, help="also write the report as JSON here")
     v.add_argument("--min-score", type=float, default=0.95)
-    v.add_argument("--calendar", default="always_open",
-                   help="always_open | us_equities | an exchange code (exchange_calendars)")
+    v.add_argument("--calendar", default="auto",
+                   help="auto (inferred from the bars) | always_open | us_equities | an exchange "
+                        "code such as XNYS (pip install optrader[calendars])")
     v.add_argument("--jump-sigma", type=float, default=10.0)
     v.add_argument("--zero-volume-run", type=int, default=10)
     _reader_args(v)
@@ -67,33 +78,84 @@ def main(argv=None) -> int:
     c.add_argument("src")
     c.add_argument("dst")
     c.add_argument("--force", action="store_true", help="overwrite DST if it exists")
+    c.add_argument("--clean", action="store_true",
+                   help="drop rows with defects (and say which) instead of refusing")
     _reader_args(c)
     args = parser.parse_args(argv)
     console = Console()
     try:
-        df = _read(args)
         if args.command == "convert":
-            out = write_canonical(df, args.dst, overwrite=args.force)
-            console.print(f"wrote {len(df)} rows, {df['symbol'].nunique()} symbols to {out}")
-            return 0
-        from optrader.config import CalendarConfig
+            return _convert(args, console)
+        df = _read(args)
+        from optrader.config import CalendarConfig, QualityConfig
 
-        calendar = calendar_from_config(CalendarConfig(name=args.calendar))
-        report = quality_report(df, source=args.path, expected=expected_grid(df, calendar),
-                                jump_sigma=args.jump_sigma,
+        quality = QualityConfig(min_score=args.min_score, jump_sigma=args.jump_sigma,
                                 zero_volume_run=args.zero_volume_run)
-    except (DataError, FileNotFoundError, ImportError) as exc:
-        msg = str(exc).replace("pass overwrite=True", "pass --force")
-        console.print(f"[red]error:[/red] {msg}", highlight=False)
-        return 2
+        _, expected = expectation(df, CalendarConfig(name=args.calendar), args.timezone)
+        report = quality_report(df, source=args.path, jump_sigma=args.jump_sigma,
+                                zero_volume_run=args.zero_volume_run,
+                                expected=None if expected is None else expected.grid,
+                                expected_from=None if expected is None else expected.describe())
+    except (ValueError, OSError, ImportError) as exc:  # DataError and bad settings included
+        return _fail(console, exc)
     report.render(console)
     if args.json:
-        report.to_json(args.json)
+        try:
+            report.to_json(args.json)
+        except OSError as exc:  # a directory, a missing folder, no permission
+            return _fail(console, exc)
         console.print(f"report written to {args.json}")
     ok = report.ok(args.min_score)
     console.print(f"score {report.score:.4f} {'>=' if ok else '<'} min score {args.min_score}: "
                   f"{'OK' if ok else 'FAILED'}")
+    if not ok:
+        auto = auto_calendar_fix(df, report, args.calendar, args.timezone, quality)
+        if auto is not None:
+            console.print(f"hint: the bars follow {auto.describe()}; pass --calendar auto",
+                          highlight=False)
     return 0 if ok else 1
+
+
+def _convert(args, console) -> int:
+    """``convert``: refuse (exit 1) or clean defective rows, never touch a source file."""
+    dst = Path(args.dst)
+    srcs = {os.path.realpath(f) for f, _ in source_files(args.src, args.format)}
+    if os.path.realpath(dst) in srcs:
+        raise DataError(f"convert: {dst} is a source file; convert never overwrites its "
+                        f"source, choose another DST")
+    if dst.is_dir():
+        raise DataError(f"convert: {dst} is a directory, expected a .parquet file path")
+    if dst.exists() and not args.force:
+        raise DataError(f"convert: {dst} exists; pass --force to replace it")
+    df = _read(args)
+    report = quality_report(df, source=str(args.src))
+    bad = Counter({i.kind: 0 for i in report.issues})
+    for i in report.issues:
+        if i.severity == ERROR and i.kind != "missing_bars":
+            bad[i.kind] += i.count
+    bad = {k: n for k, n in bad.items() if n}
+    what = ", ".join(f"{n} {k}" for k, n in bad.items())
+    if bad and not args.clean:
+        console.print(f"[red]error:[/red] {args.src}: rows with defects ({what}); nothing "
+                      f"written. Pass --clean to drop them, or see `python -m optrader.data "
+                      f"validate {args.src}`", highlight=False)
+        return 1
+    dropped = 0
+    if bad:
+        df, dropped = clean_rows(df)
+    out = write_canonical(df, dst, overwrite=args.force)
+    note = f"; dropped {dropped} rows with defects ({what})" if dropped else ""
+    console.print(f"wrote {len(df)} rows, {df['symbol'].nunique()} symbols to {out}{note}",
+                  highlight=False)
+    return 0
+
+
+def _fail(console, exc) -> int:
+    msg = str(exc).replace("pass overwrite=True", "pass --force")
+    if isinstance(exc, OSError) and not isinstance(exc, DataError) and exc.filename:
+        msg = f"{exc.filename}: {exc.strerror or exc}"
+    console.print(f"[red]error:[/red] {msg}", highlight=False)
+    return 2
 
 
 if __name__ == "__main__":

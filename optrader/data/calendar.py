@@ -18,6 +18,8 @@ Conventions:
 from __future__ import annotations
 
 import datetime as _dt
+import difflib
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -37,7 +39,7 @@ _PRESETS = {
     "always_open": dict(timezone="UTC", sessions=(("00:00", "24:00"),),
                         weekdays=(0, 1, 2, 3, 4, 5, 6), holidays=()),
     # Regular NYSE/Nasdaq hours only. No holiday list and no early closes: pass ``holidays=`` or
-    # use ``TradingCalendar.from_exchange("XNYS")`` (optional package ``exchange_calendars``).
+    # use the exchange code ``XNYS`` (``pip install optrader[calendars]``) for the holidays.
     "us_equities": dict(timezone="America/New_York", sessions=(("09:30", "16:00"),),
                         weekdays=(0, 1, 2, 3, 4), holidays=()),
 }
@@ -96,45 +98,33 @@ class TradingCalendar:
         return cls(**_PRESETS[name])
 
     @classmethod
+    def named(cls, name: str, start=None, end=None) -> TradingCalendar:
+        """A preset (``always_open``, ``us_equities``) or an exchange code (``XNYS``, ``XLON``,
+        ... through ``from_exchange``; ``start``/``end`` bound its schedule).
+
+        Raises:
+            ValueError: an unknown name, listing the known ones.
+            MissingCalendarPackage: an exchange code without ``exchange_calendars`` installed.
+        """
+        if not isinstance(name, str):
+            raise ValueError(f"calendar name: expected a string such as 'us_equities' or 'XNYS', "
+                             f"got {type(name).__name__} {name!r}")
+        if name in _PRESETS:
+            return cls.preset(name)
+        return cls.from_exchange(name, start, end)
+
+    @classmethod
     def from_exchange(cls, name: str, start=None, end=None) -> TradingCalendar:
         """Calendar of exchange ``name`` (e.g. ``"XNYS"``) from the optional ``exchange_calendars``
-        package: its time zone, weekmask, regular session times (the most common local open,
-        close and lunch break over its schedule) and, as holidays, every weekmask day between its
-        first and last session that is not a session. Early closes and late opens are dropped.
+        package (``pip install optrader[calendars]``): its time zone, weekmask, regular session
+        times (the most common local open, close and lunch break over its schedule) and, as
+        holidays, every weekmask day between its first and last session that is not a session.
+        Early closes and late opens are dropped. ``start``/``end`` (dates) widen or narrow the
+        schedule (the package's default is about the last 20 years to one year ahead).
         """
-        try:
-            import exchange_calendars as xcals
-        except ImportError:
-            raise ImportError(f"TradingCalendar.from_exchange({name!r}) needs the optional package "
-                              f"'exchange_calendars', which is not installed; install it with "
-                              f"`pip install exchange_calendars` or describe the calendar with "
-                              f"TradingCalendar(timezone=..., sessions=..., weekdays=..., "
-                              f"holidays=...)") from None
-        cal = xcals.get_calendar(name, start=start, end=end)
-        tz = str(cal.tz)
-        sched = cal.schedule
-
-        def local_hhmm(col) -> str | None:
-            s = sched[col].dropna()
-            if s.empty:
-                return None
-            local = s.dt.tz_convert(tz)
-            minutes = int((local.dt.hour * 60 + local.dt.minute).mode().iloc[0])
-            return f"{minutes // 60:02d}:{minutes % 60:02d}"
-
-        open_, close = local_hhmm("open"), local_hhmm("close")
-        brk_start = local_hhmm("break_start") if "break_start" in sched else None
-        brk_end = local_hhmm("break_end") if "break_end" in sched else None
-        if brk_start is not None and brk_end is not None:
-            sessions = ((open_, brk_start), (brk_end, close))
-        else:
-            sessions = ((open_, close),)
-        weekdays = tuple(i for i, c in enumerate(str(cal.weekmask)) if c == "1")
-        sessions_idx = pd.DatetimeIndex(cal.sessions).tz_localize(None).normalize()
-        days = pd.date_range(sessions_idx[0], sessions_idx[-1], freq="D")
-        days = days[np.isin(days.weekday, weekdays)]
-        holidays = tuple(d.strftime("%Y-%m-%d") for d in days.difference(sessions_idx))
-        return cls(timezone=tz, sessions=sessions, weekdays=weekdays, holidays=holidays)
+        start = None if start is None else pd.Timestamp(start).tz_localize(None).normalize()
+        end = None if end is None else pd.Timestamp(end).tz_localize(None).normalize()
+        return _from_exchange(cls, name, start, end)
 
     # ------------------------------------------------------------------ queries
     def local_ns(self, ts) -> np.ndarray:
@@ -159,7 +149,7 @@ class TradingCalendar:
         in_session = np.zeros(local.shape, dtype=np.bool_)
         for open_, close in self._bounds:  # a handful of sessions, not rows
             in_session |= (tod >= open_) & (tod < close)
-        return in_session & self._is_trading_day(day)
+        return in_session & self.is_trading_day(day)
 
     def expected_timestamps(self, start_ns: int, end_ns: int, freq_ns: int) -> np.ndarray:
         """int64 ascending UTC ns start times of the bars a complete feed would hold in
@@ -183,14 +173,14 @@ class TradingCalendar:
         # local dates that can hold a bar of [start, end]: widen by a day for the UTC offset
         d0, d1 = self.day_ids(np.array([start_ns, end_ns], dtype=np.int64))
         days = np.arange(d0 - 1, d1 + 2, dtype=np.int64)
-        days = days[self._is_trading_day(days)]
+        days = days[self.is_trading_day(days)]
         if days.size == 0 or self._bounds.shape[0] == 0:
             return np.empty(0, dtype=np.int64)
         # (D, S) UTC open/close of each session of each trading day
         local_open = days[:, None] * NS_PER_DAY + self._bounds[None, :, 0]
         local_close = days[:, None] * NS_PER_DAY + self._bounds[None, :, 1]
-        opens = self._to_utc(local_open.ravel())
-        closes = self._to_utc(local_close.ravel())
+        opens = self.to_utc(local_open.ravel())
+        closes = self.to_utc(local_close.ravel())
         n_bars = np.maximum(-((opens - closes) // freq_ns), 0)  # ceil((close - open) / freq)
         total = int(n_bars.sum())
         first = np.cumsum(n_bars) - n_bars
@@ -199,20 +189,96 @@ class TradingCalendar:
         return grid[(grid >= start_ns) & (grid <= end_ns)]
 
     # ------------------------------------------------------------------ helpers
-    def _is_trading_day(self, day: np.ndarray) -> np.ndarray:
+    def is_trading_day(self, day: np.ndarray) -> np.ndarray:
+        """bool: local dates ``day`` (int64 days since 1970-01-01) that are trading weekdays and
+        not holidays."""
+        day = np.asarray(day, dtype=np.int64)
         weekday = (day + _EPOCH_WEEKDAY) % 7
         ok = self._weekday_mask[weekday]
         if self._holiday_days.size:
             ok &= ~np.isin(day, self._holiday_days)
         return ok
 
-    def _to_utc(self, local_ns: np.ndarray) -> np.ndarray:
+    def to_utc(self, local_ns: np.ndarray) -> np.ndarray:
         """UTC ns of local wall-clock ns (gaps shift forward, ambiguous -> first occurrence)."""
         if self.timezone == "UTC":
             return local_ns
         idx = pd.DatetimeIndex(local_ns.view("M8[ns]"))
         return idx.tz_localize(self._tz, ambiguous=np.ones(local_ns.size, dtype=np.bool_),
                                nonexistent="shift_forward").asi8
+
+
+class MissingCalendarPackage(ImportError, ValueError):
+    """An exchange calendar was asked for without the optional ``exchange_calendars`` package
+    (an ImportError, and a ValueError like every other bad calendar setting)."""
+
+
+CALENDAR_NAMES = ("auto", "always_open", "us_equities", "custom")  # names besides exchange codes
+_EXCHANGE_CODE = re.compile(r"^([A-Z][A-Z0-9]{1,4}|24/[57])$")  # XNYS, CMES, ASX, 24/7 ...
+
+
+def known_names() -> str:
+    """The accepted calendar names, for error messages."""
+    return (f"{', '.join(CALENDAR_NAMES)} or an exchange code such as XNYS, XLON, XTKS, CMES "
+            f"(exchange codes need `pip install optrader[calendars]`)")
+
+
+def _from_exchange(cls, name: str, start, end) -> TradingCalendar:
+    try:
+        import exchange_calendars as xcals
+    except ImportError:
+        if isinstance(name, str) and _EXCHANGE_CODE.match(name):
+            raise MissingCalendarPackage(
+                f"calendar {name!r}: exchange calendars need the optional package "
+                f"exchange_calendars; install it with `pip install optrader[calendars]` (or "
+                f"`pip install exchange-calendars`), or use us_equities (regular hours, no "
+                f"holidays) or a custom calendar") from None
+        raise ValueError(f"unknown calendar name {name!r}; expected {known_names()}") from None
+    names = xcals.get_calendar_names(include_aliases=True)
+    if name not in names:
+        pool = {n.lower(): n for n in (*CALENDAR_NAMES, *names)}
+        close = [pool[c] for c in difflib.get_close_matches(str(name).lower(), pool, n=3)]
+        hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+        raise ValueError(f"unknown calendar name {name!r}{hint}; expected {known_names()}; "
+                         f"exchange_calendars knows {len(names)} codes "
+                         f"(exchange_calendars.get_calendar_names())")
+    return _build_exchange(cls, name, start, end)
+
+
+@functools.lru_cache(maxsize=16)  # building a schedule takes about a second
+def _build_exchange(cls, name: str, start, end) -> TradingCalendar:
+    import exchange_calendars as xcals
+
+    try:
+        cal = xcals.get_calendar(name, start=start, end=end)
+    except (ValueError, xcals.errors.CalendarError):  # a range beyond the package's bounds
+        cal = xcals.get_calendar(name)
+    tz = str(cal.tz)
+    sched = cal.schedule
+
+    def local_hhmm(col) -> str | None:
+        s = sched[col].dropna()
+        if s.empty:
+            return None
+        local = s.dt.tz_convert(tz)
+        minutes = int((local.dt.hour * 60 + local.dt.minute).mode().iloc[0])
+        return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+    open_, close = local_hhmm("open"), local_hhmm("close")
+    brk_start = local_hhmm("break_start") if "break_start" in sched else None
+    brk_end = local_hhmm("break_end") if "break_end" in sched else None
+    if brk_start is not None and brk_end is not None:
+        sessions = ((open_, brk_start), (brk_end, close))
+    else:
+        sessions = ((open_, close),)
+    if close == "00:00":  # a session ending at local midnight (24/7, 24/5)
+        sessions = tuple((o, "24:00" if c == "00:00" else c) for o, c in sessions)
+    weekdays = tuple(i for i, c in enumerate(str(cal.weekmask)) if c == "1")
+    sessions_idx = pd.DatetimeIndex(cal.sessions).tz_localize(None).normalize()
+    days = pd.date_range(sessions_idx[0], sessions_idx[-1], freq="D")
+    days = days[np.isin(days.weekday, weekdays)]
+    holidays = tuple(d.strftime("%Y-%m-%d") for d in days.difference(sessions_idx))
+    return cls(timezone=tz, sessions=sessions, weekdays=weekdays, holidays=holidays)
 
 
 def _is_seq(x) -> bool:

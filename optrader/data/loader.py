@@ -14,35 +14,61 @@ load's warnings, and has ``quality=None`` (the score is in the entry's meta.json
 from __future__ import annotations
 
 import dataclasses
+import glob
 import logging
+import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from optrader.config import CalendarConfig, FileDataConfig
 from optrader.data import cache as cache_mod
 from optrader.data.align import align
-from optrader.data.calendar import TradingCalendar
-from optrader.data.io import read_bars, source_files
+from optrader.data.calendar import MissingCalendarPackage, TradingCalendar
+from optrader.data.io import _format_of, read_bars, source_files
 from optrader.data.market import OHLCV, DataError, MarketData, from_arrays
 from optrader.data.quality import check_or_raise, quality_report
 from optrader.data.resample import parse_rule, resample
+from optrader.data.sessions import Expected, describe_weekdays, expected_bars
 
 log = logging.getLogger(__name__)
 
 
-def calendar_from_config(cal) -> TradingCalendar:
-    """A TradingCalendar from a CalendarConfig (preset, custom sessions or an exchange code)."""
-    if cal.name in ("always_open", "us_equities"):
-        return TradingCalendar.preset(cal.name)
-    if cal.name == "custom":
-        try:
+def calendar_from_config(cal, start=None, end=None) -> TradingCalendar | None:
+    """A TradingCalendar from a CalendarConfig (preset, custom sessions or an exchange code;
+    ``start``/``end`` bound an exchange's schedule), or None for ``auto`` (inferred from the
+    bars, see ``optrader.data.sessions``). A bad name or setting is a DataError."""
+    if cal.name == "auto":
+        return None
+    try:
+        if cal.name == "custom":
             return TradingCalendar(timezone=cal.timezone,
                                    sessions=tuple(tuple(p) for p in cal.sessions),
                                    weekdays=tuple(cal.weekdays), holidays=tuple(cal.holidays))
-        except ValueError as exc:
-            raise DataError(f"data.calendar: {exc}") from None
-    return TradingCalendar.from_exchange(cal.name)
+        return TradingCalendar.named(cal.name, start, end)
+    except MissingCalendarPackage:
+        raise
+    except ValueError as exc:
+        raise DataError(f"data.calendar: {exc}") from None
+
+
+def expectation(df: pd.DataFrame, cal, timezone: str = "UTC"):
+    """(calendar, Expected or None) of a long frame under CalendarConfig ``cal``: the configured
+    calendar (``auto``: the inferred one, or always_open when nothing can be inferred) and the
+    bars a complete feed would hold. ``timezone``: the zone naive timestamps were read in, tried
+    first for dating daily bars and inferring sessions."""
+    ts = df["timestamp"].to_numpy()
+    ts = ts.astype("M8[ns]").view(np.int64) if ts.dtype.kind == "M" else \
+        ts.astype(np.int64, copy=False)
+    lo, hi = (pd.Timestamp(int(ts.min()), tz="UTC"), pd.Timestamp(int(ts.max()), tz="UTC")) \
+        if ts.size else (None, None)
+    calendar = calendar_from_config(cal, lo, hi)
+    expected = expected_bars(ts, calendar, zones=(timezone,))
+    if calendar is None:
+        calendar = expected.calendar if expected is not None else TradingCalendar()
+    return calendar, expected
 
 
 def read_long(cfg) -> pd.DataFrame:
@@ -57,7 +83,9 @@ def read_long(cfg) -> pd.DataFrame:
 
 
 def clean_rows(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """Drop rows with an error-severity defect, sort by (symbol, time) with symbols in
+    """Drop rows with an error-severity defect (the quality report's row errors: NaN/inf,
+    non-positive prices, high < low, open/close outside [low, high], negative volume, inf or
+    negative spread, and duplicates), sort by (symbol, time) with symbols in
     alphabetical order (so the asset axis does not depend on the files' row order), keep the
     last of each duplicate timestamp (a later row corrects an earlier one); returns (frame, rows
     dropped). Vectorised; an already clean, sorted frame is returned without a copy."""
@@ -66,6 +94,9 @@ def clean_rows(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
         good = (np.isfinite(o) & np.isfinite(h) & np.isfinite(lo) & np.isfinite(c)
                 & np.isfinite(v) & (lo > 0) & (h >= lo) & (v >= 0)
                 & (o >= lo) & (o <= h) & (c >= lo) & (c <= h))
+        if "spread" in df.columns:  # NaN = no quote (kept); inf or negative is a defect
+            sp = df["spread"].to_numpy(dtype=np.float64)
+            good &= ~np.isinf(sp) & ~(sp < 0)
     ts = df["timestamp"].to_numpy()
     codes = pd.factorize(df["symbol"], sort=True)[0]
     keep = np.nonzero(good)[0] if not good.all() else None
@@ -89,12 +120,72 @@ def clean_rows(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     return out, len(df) - len(out)
 
 
+class DataFileNotFound(DataError, FileNotFoundError):
+    """A data path names no file or directory (a DataError and a FileNotFoundError)."""
+
+
+def file_config(data_cfg, data=None):
+    """The data config a load really uses: a file path passed as ``data`` (or the dataframe
+    source's ``data.path``) becomes the ``FileDataConfig`` of ``data=csv|parquet
+    data.path=PATH``, so every file goes through one path (``load_files``: quality gate,
+    cleaning, alignment, calendar, cache) and splits the same way.
+
+    The format comes from the suffix (``.parquet``/``.pq``, ``.csv``/``.csv.gz``; a directory
+    or glob: from its files). The other settings come from ``data_cfg`` when it is already a file
+    config; from the dataframe source its ``periods_per_year`` and ``split``; otherwise (the
+    synthetic default) the file sources' defaults. Any other ``data`` returns ``data_cfg``.
+    """
+    if isinstance(data, (str, os.PathLike)):
+        path = os.fspath(data)
+    elif data is None and data_cfg.source == "dataframe" and data_cfg.path is not None:
+        path = os.fspath(data_cfg.path)
+    else:
+        return data_cfg
+    fmt = _path_format(path, data_cfg.source if isinstance(data_cfg, FileDataConfig) else None)
+    if isinstance(data_cfg, FileDataConfig):
+        return dataclasses.replace(data_cfg, source=fmt, path=path)
+    cfg = FileDataConfig(source=fmt, path=path)
+    if data_cfg.source == "dataframe":
+        cfg = dataclasses.replace(cfg, periods_per_year=data_cfg.periods_per_year,
+                                  split=data_cfg.split)
+    return cfg
+
+
+def _path_format(path: str, default: str | None) -> str:
+    """``parquet`` or ``csv`` for a path by its suffix, its files' suffixes, or ``default``."""
+    p = Path(path)
+    if p.is_dir() or any(ch in path for ch in "*?["):
+        if default is not None:
+            return default
+        if not p.is_dir() and not glob.glob(path, recursive=True):
+            raise DataFileNotFound(f"data: {path}: glob matched nothing")
+        fmts = {_format_of(f, None) for f, _ in source_files(path, None)} - {None}
+        if len(fmts) != 1:
+            raise DataError(f"data: {path}: expected .parquet or .csv files, found "
+                            f"{sorted(fmts) or 'none'}; pass data=csv or data=parquet with "
+                            f"data.path={path}")
+        return fmts.pop()
+    fmt = _format_of(p, None)
+    if fmt is None:
+        suffix = "".join(p.suffixes[-2:]) if p.name.lower().endswith(".gz") else p.suffix
+        raise DataError(f"data: {p}: unsupported file type {suffix.lower()!r}; expected "
+                        f".parquet or .csv (or .pq, .csv.gz)")
+    return fmt
+
+
+def _check_paths_exist(paths) -> None:
+    for p in paths:
+        if not any(ch in str(p) for ch in "*?[") and not Path(p).exists():
+            raise DataFileNotFound(f"data.path: {p}: no such file or directory")
+
+
 def load_files(cfg, *, use_cache: bool | None = None) -> MarketData:
     """MarketData for a FileDataConfig, from the cache when the files and config are unchanged."""
     if cfg.path is None:
         raise DataError(f"data.path: expected a file, glob or directory of {cfg.source} bars, "
                         f"got null (set data.path=...)")
     paths = list(cfg.path) if isinstance(cfg.path, (list, tuple)) else [cfg.path]
+    _check_paths_exist(paths)
     files = [f for p in paths for f, _ in source_files(p, cfg.source)]
     use_cache = cfg.cache.enabled if use_cache is None else use_cache
     # the files are keyed by identity (resolved path, size, mtime), not by how they were named
@@ -108,9 +199,7 @@ def load_files(cfg, *, use_cache: bool | None = None) -> MarketData:
             meta = entry["meta"]
             for w in meta["warnings"]:
                 log.warning("%s", w)
-            return MarketData(entry["bars"], entry["timestamps"], tuple(meta["symbols"]),
-                              float(meta["periods_per_year"]), entry["spread"],
-                              entry["tradable"], entry["day"], entry["extra"], None)
+            return entry["market"]  # verified (checksums) and validated by load_entry
     t0 = time.perf_counter()
     market = build_market(cfg)
     log.info("loaded %s: %d bars x %d symbols in %.2f s", market.symbols, market.n_bars,
@@ -131,21 +220,17 @@ def build_market(cfg) -> MarketData:
     """Read, check, clean, resample, align and validate (no cache)."""
     source = _describe(cfg.path)
     df = read_long(cfg)
-    calendar = calendar_from_config(cfg.calendar)
-    report = quality_report(df, source=source, jump_sigma=cfg.quality.jump_sigma,
-                            zero_volume_run=cfg.quality.zero_volume_run,
-                            expected=expected_grid(df, calendar))
+    calendar, expected = expectation(df, cfg.calendar, cfg.timezone)
+    report = _report(df, source, cfg.quality, expected)
     try:
         warnings = check_or_raise(report, cfg.quality.min_score)
     except DataError as exc:
-        hint = ""
-        if any(i.kind == "missing_bars" for i in report.issues) and \
-                cfg.calendar.name == "always_open":
-            hint = ("\nhint: if the missing bars are outside trading hours, set "
-                    "data.calendar.name=us_equities (or a custom calendar)")
+        hint = calendar_hint(df, cfg, report)
         raise DataError(f"{exc}{hint}\n(data.quality.min_score={cfg.quality.min_score}; "
                         f"`python -m optrader.data validate PATH` prints the full report)") \
             from None
+    if expected is not None and expected.inferred:
+        log.info("%s: data.calendar.name=auto: expecting %s", source, expected.describe())
     for w in warnings:
         log.warning("%s: %s", source, w)
     df, dropped = clean_rows(df)
@@ -165,7 +250,7 @@ def build_market(cfg) -> MarketData:
     if off.any():
         first = pd.to_datetime(aligned.timestamps[off][:3], utc=True)
         log.warning("%s: %d of %d bars fall outside the calendar's sessions (%s), e.g. %s",
-                    source, int(off.sum()), off.size, cfg.calendar.name,
+                    source, int(off.sum()), off.size, _calendar_name(cfg, calendar),
                     ", ".join(str(t) for t in first))
     return from_arrays(*aligned.bars, timestamps=aligned.timestamps, symbols=aligned.symbols,
                        periods_per_year=cfg.periods_per_year, source=source,
@@ -182,23 +267,41 @@ def off_hours(timestamps: np.ndarray, calendar: TradingCalendar) -> np.ndarray:
     return ~calendar.is_open(timestamps)
 
 
-def expected_grid(df: pd.DataFrame, calendar: TradingCalendar) -> np.ndarray | None:
-    """The bar grid of the calendar at the data's typical bar spacing (None if it cannot be
-    inferred, e.g. a single bar per symbol)."""
-    ts = df["timestamp"].to_numpy()
-    sym = df["symbol"].to_numpy()
-    if ts.size < 3:
+def auto_calendar_fix(df: pd.DataFrame, report, calendar_name: str, timezone: str,
+                      quality) -> Expected | None:
+    """The inferred calendar's expected bars when missing bars failed ``report`` under the named
+    calendar ``calendar_name`` and the inferred calendar lets the same check pass (so a hint to
+    use it always works); else None. ``quality``: a QualityConfig (min_score, jump_sigma,
+    zero_volume_run)."""
+    if calendar_name == "auto" or not any(i.kind == "missing_bars" for i in report.issues):
         return None
-    same = sym[1:] == sym[:-1]
-    d = np.diff(ts)[same]
-    d = d[d > 0]
-    if d.size == 0:
+    _, auto = expectation(df, CalendarConfig(name="auto"), timezone)
+    if auto is None or not _report(df, report.source, quality, auto).ok(quality.min_score):
         return None
-    values, counts = np.unique(d, return_counts=True)
-    freq = int(values[np.argmax(counts)])
-    if freq >= 86_400 * 10**9:
-        return None  # daily or coarser bars: sessions, not a clock grid (see the report's gaps)
-    return calendar.expected_timestamps(int(ts.min()), int(ts.max()) + 1, freq)
+    return auto
+
+
+def calendar_hint(df: pd.DataFrame, cfg, report) -> str:
+    """A hint line proposing ``data.calendar.name=auto`` when it would let the load pass."""
+    auto = auto_calendar_fix(df, report, cfg.calendar.name, cfg.timezone, cfg.quality)
+    if auto is None:
+        return ""
+    return (f"\nhint: the bars follow {auto.describe()}; set data.calendar.name=auto to expect "
+            f"only those sessions (or describe them with data.calendar.name=custom)")
+
+
+def _report(df, source, quality, expected):
+    return quality_report(df, source=source, jump_sigma=quality.jump_sigma,
+                          zero_volume_run=quality.zero_volume_run,
+                          expected=None if expected is None else expected.grid,
+                          expected_from=None if expected is None else expected.describe())
+
+
+def _calendar_name(cfg, calendar) -> str:
+    if cfg.calendar.name != "auto":
+        return cfg.calendar.name
+    return f"auto: {describe_weekdays(calendar.weekdays)} " + \
+        ", ".join(f"{o}-{c}" for o, c in calendar.sessions) + f" {calendar.timezone}"
 
 
 def _warnings(report) -> list[str]:

@@ -83,6 +83,8 @@ class QualityReport:
     score: float
     freq_ns: int | None = None  # bar spacing used for missing bars (given or inferred)
     missing_mode: str = "none"  # "expected" | "freq" | "inferred" | "none"
+    # what the expected timestamps are, e.g. "daily bars, Mon-Fri (inferred, dates in UTC)"
+    expected_from: str | None = None
 
     def ok(self, threshold: float) -> bool:
         return self.rows > 0 and self.score >= threshold
@@ -100,6 +102,7 @@ class QualityReport:
         return {"source": self.source, "rows": self.rows, "symbols": list(self.symbols),
                 "start": _iso(self.start), "end": _iso(self.end), "score": self.score,
                 "freq_ns": self.freq_ns, "missing_mode": self.missing_mode,
+                "expected_from": self.expected_from,
                 "per_symbol": per_symbol, "issues": issues}
 
     def to_json(self, path) -> None:
@@ -123,6 +126,8 @@ class QualityReport:
         """A few plain lines (for exception messages and logs)."""
         lines = [f"{self.source}: {self.rows:,} rows, {len(self.symbols)} symbols, "
                  f"{self._range()}, quality score {self.score:.4f}"]
+        if self.expected_from is not None:
+            lines.append(f"  expected bars: {self.expected_from}")
         shown = sorted(self.issues, key=lambda i: i.severity != ERROR)[:8]
         lines += [f"  {i.line()}" for i in shown]
         if len(self.issues) > len(shown):
@@ -174,7 +179,8 @@ class QualityReport:
             return "not checked"
         total = sum(d["missing_bars"] for d in self.per_symbol.values())
         if self.missing_mode == "expected" or self.freq_ns is None:
-            return f"{total:,} vs expected timestamps"
+            return f"{total:,} vs expected timestamps" + (
+                f" ({self.expected_from})" if self.expected_from else "")
         how = {"freq": f"vs a {_fmt_dur(self.freq_ns)} grid",
                "inferred": f"vs the inferred {_fmt_dur(self.freq_ns)} grid (warnings)"}
         return f"{total:,} {how[self.missing_mode]}"
@@ -196,7 +202,8 @@ def check_or_raise(report: QualityReport, threshold: float = 0.95) -> list[str]:
 
 def quality_report(df: pd.DataFrame, *, source: str = "data",
                    expected: dict | np.ndarray | None = None, freq_ns: int | None = None,
-                   jump_sigma: float = 10.0, zero_volume_run: int = 10) -> QualityReport:
+                   jump_sigma: float = 10.0, zero_volume_run: int = 10,
+                   expected_from: str | None = None) -> QualityReport:
     """Check a canonical long frame and return its QualityReport (never raises on bad values).
 
     Args:
@@ -210,6 +217,8 @@ def quality_report(df: pd.DataFrame, *, source: str = "data",
         jump_sigma: a price jump is |log close-to-close return| > jump_sigma x 1.4826 x MAD of
             that symbol's returns (symbols with zero MAD are skipped).
         zero_volume_run: minimum number of consecutive zero-volume bars reported as a run.
+        expected_from: what ``expected`` is (shown in the report), e.g. the calendar it came
+            from (``optrader.data.sessions.Expected.describe``).
 
     Returns:
         QualityReport. Raises DataError only for a frame of the wrong shape (missing columns,
@@ -229,7 +238,8 @@ def quality_report(df: pd.DataFrame, *, source: str = "data",
                         f"{['timestamp', 'symbol', *OHLCV]}, got {list(df.columns)}")
     n = len(df)
     if n == 0:
-        return QualityReport(source, 0, [], None, None, {}, [], 0.0)
+        return QualityReport(source, 0, [], None, None, {}, [], 0.0,
+                             expected_from=expected_from)
     ts, ts_ok = _timestamps(df["timestamp"], source)
     codes, uniques = pd.factorize(df["symbol"], use_na_sentinel=False)
     symbols = [str(s) for s in uniques]
@@ -320,7 +330,8 @@ def quality_report(df: pd.DataFrame, *, source: str = "data",
     issues = sorted(col.issues, key=lambda i: (order[i.kind], col.index[i.symbol], i.detail))
     return QualityReport(source, n, symbols, int(first[has].min()) if has.any() else None,
                          int(last[has].max()) if has.any() else None, per_symbol, issues,
-                         max(0.0, min(1.0, score)), freq_ns, mode)
+                         max(0.0, min(1.0, score)), freq_ns, mode,
+                         expected_from if mode == "expected" else None)
 
 
 class _Collector:

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from optrader.data.align import align
-from optrader.data.calendar import NS_PER_DAY, TradingCalendar
+from optrader.data.calendar import NS_PER_DAY, MissingCalendarPackage, TradingCalendar
 from optrader.data.market import DataError
 from optrader.data.resample import parse_rule, resample
 
@@ -535,7 +535,13 @@ def test_calendar_bad_preset_and_arguments():
         cal.is_open(np.array([1.5]))
 
 
-def test_from_exchange_without_package(monkeypatch):
+@pytest.mark.parametrize("name", ["XNYS", "XLON", "CMES"])
+def test_from_exchange_without_package(monkeypatch, name):
     monkeypatch.setitem(sys.modules, "exchange_calendars", None)  # import raises ImportError
-    with pytest.raises(ImportError, match=r"pip install exchange_calendars"):
-        TradingCalendar.from_exchange("XNYS")
+    for make in (TradingCalendar.from_exchange, TradingCalendar.named):
+        with pytest.raises(MissingCalendarPackage,
+                           match=rf"calendar '{name}'.*pip install optrader\[calendars\]"):
+            make(name)
+    # a bad setting like any other: the CLIs' ValueError handlers catch it
+    assert issubclass(MissingCalendarPackage, ValueError)
+    assert issubclass(MissingCalendarPackage, ImportError)

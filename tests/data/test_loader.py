@@ -242,18 +242,20 @@ def test_score_below_min_score_fails_with_the_report_summary(tmp_path, count_bui
     assert market.n_bars == 200 - len({df.loc[i, "timestamp"] for i in bad})
 
 
-def test_missing_bars_under_always_open_fail_with_the_calendar_hint(tmp_path):
+@pytest.mark.parametrize("calendar", [[], ["data.calendar.name=always_open"]])
+def test_missing_bars_inside_a_day_fail_without_a_calendar_hint(tmp_path, calendar):
     df = walk(n=400, seed=5)
     minute = (df["timestamp"] - df["timestamp"].min()) // pd.Timedelta("1min")
     df = df[(minute < 150) | (minute >= 250)]  # 100 minutes missing in both symbols
     path = write_parquet(df, tmp_path / "gappy.parquet")
     with pytest.raises(DataError) as exc:
-        load(path, tmp_path)
+        load(path, tmp_path, *calendar)
     msg = str(exc.value)
     assert "[missing_bars]" in msg
     score = float(re.search(r"quality score (\d\.\d+)", msg).group(1))
     assert score == pytest.approx(600 / 800, abs=1e-4)  # 600 rows of 800 expected bars
-    assert "hint" in msg and "data.calendar.name=us_equities" in msg
+    # one day cannot tell a break from a gap, so no calendar explains it: no hint is offered
+    assert "hint" not in msg
 
 
 def test_few_defects_load_with_warnings_and_are_dropped(tmp_path, caplog):
@@ -417,13 +419,15 @@ def test_us_equities_day_ids_change_at_session_dates(tmp_path):
     np.testing.assert_array_equal(market.trading_days(), market.day)
 
 
-def test_overnight_gaps_fail_under_always_open_pass_under_us_equities(tmp_path):
+def test_overnight_gaps_fail_under_always_open_pass_by_default_and_under_us_equities(tmp_path):
     df = walk(index=ny_session_minutes(), seed=10)
     path = write_parquet(df, tmp_path / "ny.parquet")
-    with pytest.raises(DataError, match=r"(?s)missing_bars.*data\.calendar\.name=us_equities"):
-        load(path, tmp_path)  # always_open expects every minute of the night and the weekend
-    market = load(path, tmp_path, "data.calendar.name=us_equities")
-    assert market.quality.score == 1.0
+    with pytest.raises(DataError, match=r"(?s)missing_bars.*hint: .*data\.calendar\.name=auto"):
+        # always_open expects every minute of the night and the weekend
+        load(path, tmp_path, "data.calendar.name=always_open")
+    for calendar in ([], ["data.calendar.name=auto"], ["data.calendar.name=us_equities"]):
+        market = load(path, tmp_path, *calendar, "data.cache.enabled=false")
+        assert market.quality.score == 1.0
 
 
 # ---------------------------------------------------------------------------------------------
