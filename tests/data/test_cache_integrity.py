@@ -116,7 +116,7 @@ def flip(entry, name, where="data"):
 @pytest.mark.parametrize("name", ["bars.npy", "timestamps.npy", "tradable.npy", "day.npy"])
 def test_flipped_bytes_behind_an_intact_header_are_rebuilt(setup, caplog, name):
     msg = load_after_damage(setup, lambda e: flip(e, name), caplog)
-    assert f"{name} has CRC-32" in msg
+    assert f"{name} has CRC-32 mismatch in block 0" in msg
 
 
 def test_last_byte_flipped_is_rebuilt(setup, caplog):
@@ -129,7 +129,7 @@ def test_edited_meta_with_valid_json_is_rebuilt(setup, caplog):
         meta["symbols"] = ["BBB", "AAA"]  # valid JSON, same size, wrong assets
         (entry / "meta.json").write_text(json.dumps(meta, default=str))
 
-    assert "meta.json has CRC-32" in load_after_damage(setup, rename_symbol, caplog)
+    assert "meta.json has CRC-32 mismatch" in load_after_damage(setup, rename_symbol, caplog)
 
 
 def test_truncated_array_is_rebuilt(setup, caplog):
@@ -178,7 +178,7 @@ def test_missing_or_damaged_manifest_is_rebuilt(setup, caplog, damage):
         else:
             manifest = json.loads(path.read_text())
             if damage == "edited_crc":
-                manifest["files"]["bars.npy"]["crc32"] = "00000000"  # listing check now fails
+                manifest["files"]["bars.npy"]["crc32"] = ["00000000"]  # listing check fails
             else:
                 manifest["format"] = cache_mod.CACHE_FORMAT + 1
             path.write_text(json.dumps(manifest))
@@ -203,7 +203,9 @@ def test_manifest_lists_every_file_with_size_and_crc(setup):
     for name, want in manifest["files"].items():
         raw = (entry / name).read_bytes()
         assert want["size"] == len(raw)
-        assert want["crc32"] == f"{zlib.crc32(raw):08x}"
+        block = cache_mod._BLOCK
+        assert want["crc32"] == [f"{zlib.crc32(raw[i:i + block]):08x}"
+                                 for i in range(0, len(raw), block)]
 
 
 def test_interrupted_write_leaves_no_entry(setup, monkeypatch, caplog):
@@ -211,7 +213,7 @@ def test_interrupted_write_leaves_no_entry(setup, monkeypatch, caplog):
     plain miss, not a damaged hit."""
     load, df, root, calls = setup
 
-    def fail(path):
+    def fail(path, pool=None):
         raise OSError("disk full")
 
     monkeypatch.setattr(cache_mod, "file_digest", fail)
@@ -230,14 +232,31 @@ def test_a_temporary_directory_is_never_read(setup, monkeypatch):
     seen = []
     original = cache_mod.file_digest
 
-    def spy(path):
+    def spy(path, pool=None):
         seen.append(path.parent)
         key_dirs = [p for p in root.iterdir() if not p.name.startswith(".")]
         assert key_dirs == [], "the entry became visible before it was complete"
-        return original(path)
+        return original(path, pool)
 
     monkeypatch.setattr(cache_mod, "file_digest", spy)
     load()
     monkeypatch.setattr(cache_mod, "file_digest", original)
     assert seen and all(p.name.startswith(".") for p in seen)
     assert (entry_dir(root) / cache_mod.MANIFEST).is_file()
+
+
+def test_large_files_are_checked_block_by_block(tmp_path, monkeypatch):
+    """A flipped byte in any block of a multi-block file is found, whichever block it is in."""
+    monkeypatch.setattr(cache_mod, "_BLOCK", 1000)
+    path = tmp_path / "x.bin"
+    raw = bytes(np.random.default_rng(0).integers(0, 256, 4500, dtype=np.uint8))
+    path.write_bytes(raw)
+    size, crcs = cache_mod.file_digest(path)
+    assert size == 4500 and len(crcs) == 5
+    for pos in (0, 999, 1000, 3500, 4499):
+        bad = bytearray(raw)
+        bad[pos] ^= 1
+        path.write_bytes(bytes(bad))
+        with cache_mod._pool() as pool:
+            _, got = cache_mod.file_digest(path, pool)
+        assert [i for i in range(5) if got[i] != crcs[i]] == [pos // 1000]
