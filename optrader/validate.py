@@ -37,6 +37,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from kernels.enums import BarField
 from optrader.agents.es import buy_and_hold_actor, policy_actor, random_actor
+from optrader.annualisation import annualisation_for
 from optrader.checkpoints import (
     checkpoint_config,
     describe_taken,
@@ -169,7 +170,8 @@ def validate(cfg: DictConfig, data=None, out_dir: str | Path | None = None,
     for name in val.baselines:
         actors[name] = buy_and_hold_actor(env) if name == "buy_and_hold" else \
             random_actor(env, _stream_seed(seed, RANDOM_STREAM))
-    ppy = spec.metrics.periods_per_year or env._periods_per_year
+    annualisation = annualisation_for(spec, env.market)  # configured, synthetic or inferred
+    ppy = annualisation.periods_per_year
     frames = []
     for name, actor in actors.items():
         t0 = time.perf_counter()
@@ -201,7 +203,8 @@ def validate(cfg: DictConfig, data=None, out_dir: str | Path | None = None,
         "starts": starts.tolist(), "max_overlap": round(overlap, 6),
         "baselines": list(val.baselines), "seed": seed, "bootstrap": val.bootstrap,
         "bootstrap_seed": boot_seed, "confidence": val.confidence,
-        "periods_per_year": ppy, "risk_free": spec.metrics.risk_free,
+        "periods_per_year": ppy, "annualisation": annualisation.as_dict(),
+        "risk_free": spec.metrics.risk_free,
         "summary": summary_dict(summary),
     }
     if out_dir is not None:

@@ -198,6 +198,10 @@ def render_report(report: dict, console=None) -> None:
     for policy, stats in report["summary"].items():
         table.add_row(policy, *(_cell(m, stats.get(m)) for m in KEY_METRICS))
     console.print(table)
+    ann = report.get("annualisation")
+    if ann:  # what the annualised columns assume
+        console.print(f"annualised with {ann['periods_per_year']:,.6g} bars/year "
+                      f"({ann['source']}: {ann['basis']})")
     for g in report["gates"]:
         console.print(f"{'✓' if g['passed'] else '✗'} {g['reason']}")
     failed = sum(not g["passed"] for g in report["gates"])

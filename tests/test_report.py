@@ -124,7 +124,8 @@ def test_both_formats_write_non_empty_report_files(tmp_path):
 def test_html_embeds_every_panel_and_the_best_envs_metrics(run_dir, tmp_path):
     (path,) = write_report(run_dir, out=tmp_path / "sheet.html")
     text = html_of(path)
-    assert text.count(B64) == 5  # equity, drawdown, monthly, trades, parameter heat map
+    # equity, drawdown, rolling Sharpe, exposure, calendar returns, trades, parameter heat map
+    assert text.count(B64) == 7
     assert "<h1>sma_cross · AAPL · env 7</h1>" in text
     assert "best of 12 envs by sharpe" in text
     assert "2021-01-01 to 2022-02-04 (400 bars)" in text
@@ -190,7 +191,7 @@ def test_param_grid_averages_other_varying_params(tmp_path):
     sheet = build_sheet(run, select(run))
     assert sheet.grid_axes is None and "3 parameters vary (fast, slow, long_only)" in sheet.grid_note
     (path,) = write_report(run.path)
-    assert html_of(path).count(B64) == 4 and "3 parameters vary" in html_of(path)
+    assert html_of(path).count(B64) == 6 and "3 parameters vary" in html_of(path)
     with pytest.raises(ValueError, match="expected a column 'fats'"):
         param_grid(run.metrics, "fats", "slow", "sharpe")
 
@@ -241,7 +242,7 @@ def test_flat_or_single_bar_curves_and_no_trades_do_not_crash(tmp_path, curve, n
     run = load_run(make_run(tmp_path / "r", curve=curve, n_bars=n_bars))
     sheet = build_sheet(run, select(run, env=10))
     text = render_html(sheet, log=True)
-    assert "env 10 made no round trips" in text and text.count(B64) == 4
+    assert "env 10 made no round trips" in text and text.count(B64) == 6
     assert f"({n_bars} bar{'s' if n_bars > 1 else ''})" in text
     assert "Equity: 100,000.00 to 100,000.00" in sheet_figure(sheet).axes[0].get_title() \
         or curve == "random"
@@ -309,7 +310,7 @@ def test_refuses_to_overwrite_a_foreign_file_without_force(run_dir, tmp_path, ca
     assert main([str(run_dir), "--out", str(mine)]) == 2
     assert "--force" in capsys.readouterr().err and mine.read_text() == "my notes"
     assert main([str(run_dir), "--out", str(mine), "--force"]) == 0
-    assert html_of(mine).count(B64) == 5
+    assert html_of(mine).count(B64) == 7
     assert main([str(run_dir), "--out", str(mine)]) == 0  # an earlier report is ours to replace
 
 

@@ -32,7 +32,9 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from optrader.annualisation import annualisation_for
 from optrader.backtest.agent_run import run_agent
+from optrader.backtest.benchmark import write_benchmark
 from optrader.backtest.outputs import write_outputs
 from optrader.backtest.runner import backtest_metrics, pad_stopped, run_strategy
 from optrader.checkpoints import checkpoint_config, describe_taken
@@ -134,7 +136,8 @@ def run_backtest(cfg: DictConfig, data=None, out_dir: str | Path | None = None,
             seconds = max(time.perf_counter() - t0, 1e-9)
 
     n, n_steps = result.equity.shape[0], result.equity.shape[1] - 1
-    ppy = float(spec.metrics.periods_per_year or env._periods_per_year)
+    annualisation = annualisation_for(spec, market)  # configured, synthetic or inferred
+    ppy = annualisation.periods_per_year
     equity = result.equity
     if (result.steps < n_steps).any():
         equity = pad_stopped(equity, result.steps)  # metrics see only the bars traded
@@ -148,7 +151,8 @@ def run_backtest(cfg: DictConfig, data=None, out_dir: str | Path | None = None,
     ts = result.timestamps
     summary = {
         "strategy": name, "params": list(names), "rank_by": bt.rank_by,
-        "periods_per_year": ppy, "risk_free": float(spec.metrics.risk_free),
+        "periods_per_year": ppy, "annualisation": annualisation.as_dict(),
+        "risk_free": float(spec.metrics.risk_free),
         "n_envs": int(n), "n_steps": int(n_steps), "start": _iso(ts[0]), "end": _iso(ts[-1]),
         "seconds": round(seconds, 6), "bar_columns_per_second": n * n_steps / seconds,
         "per_asset": bool(bt.per_asset and ckpt_path is None),
@@ -161,6 +165,8 @@ def run_backtest(cfg: DictConfig, data=None, out_dir: str | Path | None = None,
                               market_timestamps=market.timestamps, summary=summary,
                               config_yaml=OmegaConf.to_yaml(run_cfg, resolve=True),
                               equity=equity if bt.save_equity else None, timestamps=ts)
+        if bt.save_equity:  # closes at the equity's bars: the report's buy and hold, exposure
+            paths["benchmark"] = write_benchmark(out_dir, market, ts)
     shown = table[["env", "asset", *names, *dict.fromkeys((*TABLE_METRICS, bt.rank_by))]]
     if show:
         print_table(console, shown, bt.rank_by, summary, out_dir)
@@ -197,6 +203,10 @@ def print_table(console, table, rank_by: str, summary: dict, out_dir) -> None:
     console.print(f"{summary['n_envs']} envs x {summary['n_steps']} bars in "
                   f"{summary['seconds']:.3f} s: {summary['bar_columns_per_second']:,.0f} "
                   f"bar-columns/s{where}")
+    ann = summary.get("annualisation")
+    if ann:  # what every annualised column above assumes
+        console.print(f"annualised with {ann['periods_per_year']:,.6g} bars/year "
+                      f"({ann['source']}: {ann['basis']})")
 
 
 def _fmt(col: str, v, params) -> str:

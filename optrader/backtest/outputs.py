@@ -33,7 +33,8 @@ from optrader.metrics import trades_table
 
 TIMESTAMP = pa.timestamp("ns", tz="UTC")
 LEADING_COLUMNS = ("env", "strategy", "asset")
-SUMMARY_KEYS = ("strategy", "params", "rank_by", "periods_per_year", "risk_free", "n_envs",
+SUMMARY_KEYS = ("strategy", "params", "rank_by", "periods_per_year", "annualisation",
+                "risk_free", "n_envs",
                 "n_steps", "start", "end", "seconds", "bar_columns_per_second", "per_asset",
                 "checkpoint")
 FILE_NAMES = {"metrics": "metrics.parquet", "equity": "equity.parquet",

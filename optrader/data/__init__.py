@@ -25,7 +25,7 @@ __all__ = ["OHLCV", "DataError", "MarketData", "from_arrays", "from_dataframe", 
 
 def synthetic_market(cfg) -> MarketData:
     """MarketData from a validated ``SyntheticDataConfig``."""
-    from optrader.data.synthetic import generate_synthetic
+    from optrader.data.synthetic import generate_synthetic, synthetic_timestamps
 
     bars = generate_synthetic(
         n_bars=cfg.n_bars, n_assets=cfg.n_assets, seed=cfg.seed, drift=cfg.drift,
@@ -35,13 +35,10 @@ def synthetic_market(cfg) -> MarketData:
         regime_vol_mult=cfg.regimes.vol_mult, regime_drift_mult=cfg.regimes.drift_mult,
         init_price=cfg.init_price, base_volume=cfg.base_volume, intrabar_vol=cfg.intrabar_vol,
         periods_per_year=cfg.periods_per_year)
-    try:
-        ts = pd.date_range(cfg.start, periods=cfg.n_bars, freq=cfg.freq, tz="UTC")
-        ns = ts.as_unit("ns").asi8
-    except (TypeError, ValueError, OverflowError, pd.errors.OutOfBoundsDatetime) as exc:
-        raise DataError(f"data.start / data.freq / data.n_bars: cannot build {cfg.n_bars} "
-                        f"timestamps from start={cfg.start!r} every {cfg.freq!r} (nanosecond "
-                        f"timestamps end in 2262; use a finer freq or fewer bars): {exc}") from None
+    try:  # stamps that agree with periods_per_year (freq "auto": business days for 252)
+        ns = synthetic_timestamps(cfg.start, cfg.n_bars, cfg.freq, cfg.periods_per_year)
+    except ValueError as exc:
+        raise DataError(f"data.{exc}") from None  # the message starts with the key
     symbols = [f"SYN{a}" for a in range(cfg.n_assets)]
     return from_arrays(*(bars[c] for c in OHLCV), timestamps=ns,
                        symbols=symbols, periods_per_year=cfg.periods_per_year,

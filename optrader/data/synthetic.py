@@ -8,6 +8,14 @@ Unit conversion with ``dt = 1 / periods_per_year``: per-bar drift = ``drift * dt
 ``volatility * sqrt(dt)``, per-bar jump probability = ``jump_intensity * dt`` (at most one jump
 per bar, so this must be <= 1). ``ar1``, jump sizes, regime probabilities and multipliers are
 per bar already.
+
+Timestamps (``synthetic_timestamps``) agree with ``periods_per_year``: with ``freq="auto"`` (the
+default) 252 bars a year are business days, 365 / 365.25 calendar days, 260 weekdays, 52 weeks,
+12 month ends, 4 quarter ends, 1 year end; 252 x k bars a year are k bars in each business day's
+session from 14:30 UTC (US equities in winter); 260 x k or 365.25 x k (k an integer) are 24/5 or
+24/7 bars of 24 h / k (365 x k too); any other value is bars of 365.25 days / periods_per_year, every day. An
+explicit pandas ``freq`` is accepted only when the periods per year inferred from the stamps it
+makes (``optrader.annualisation``) are within 10 % of ``periods_per_year``.
 """
 
 from collections.abc import Sequence
@@ -15,6 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from kernels.markets import simulate_market_nb
+from optrader.annualisation import NS_PER_DAY, infer_periods_per_year
 
 _MAX_SEED = 2**32 - 1  # np.random.seed inside Numba takes a uint32
 _CORR_ATOL = 1e-8
@@ -236,3 +245,88 @@ def generate_synthetic(
             "volatility / jump size"
         )
     return out
+
+
+_FREQ_TOL = 0.1  # relative disagreement of an explicit freq with periods_per_year that is refused
+_SESSION_OPEN_NS = (14 * 60 + 30) * 60 * 10**9  # 14:30 UTC, 09:30 New York in winter
+_SESSION_NS = 390 * 60 * 10**9  # 6.5 h
+_CALENDAR_FREQ = {252.0: "B", 260.0: "B", 365.0: "D", 365.25: "D", 52.0: "W-FRI", 12.0: "ME",
+                  4.0: "QE", 1.0: "YE"}
+
+
+def synthetic_timestamps(start, n_bars: int, freq: str, periods_per_year: float) -> np.ndarray:
+    """int64 (n_bars,) UTC ns bar times of a synthetic market with ``periods_per_year`` bars a year.
+
+    Args:
+        start: the first bar's time (anything ``pandas.Timestamp`` takes; naive = UTC).
+        n_bars: number of bars (>= 1).
+        freq: "auto" (the spacing and calendar follow from ``periods_per_year``, see the module
+            docstring) or a pandas offset such as "1h", which must agree with periods_per_year.
+        periods_per_year: the generator's bars per year (> 0).
+
+    Raises:
+        ValueError: a freq that disagrees with periods_per_year, an unusable start or freq, or
+            times past the nanosecond range (year 2262).
+    """
+    import pandas as pd
+
+    n_bars = _count("n_bars", n_bars, 1)
+    ppy = _scalar("periods_per_year", periods_per_year)
+    if ppy <= 0.0:
+        raise ValueError(f"periods_per_year: expected > 0, got {ppy}")
+    if not isinstance(freq, str) or not freq:
+        raise ValueError(f"freq: expected 'auto' or a pandas offset such as '1h', got {freq!r}")
+    try:
+        t0 = pd.Timestamp(start)
+        t0 = t0.tz_localize("UTC") if t0.tz is None else t0.tz_convert("UTC")
+        if freq != "auto":
+            ts = pd.date_range(t0, periods=n_bars, freq=freq).as_unit("ns").asi8
+        else:
+            ts = _auto_timestamps(t0, n_bars, ppy)
+    except (TypeError, ValueError, OverflowError, pd.errors.OutOfBoundsDatetime) as exc:
+        raise ValueError(f"start / freq / n_bars: cannot build {n_bars} timestamps from "
+                         f"start={start!r} every {freq!r} (nanosecond timestamps end in 2262; "
+                         f"use fewer bars or more bars per year): {exc}") from None
+    if freq != "auto" and n_bars >= 2:
+        got = infer_periods_per_year(ts)
+        if abs(got.periods_per_year / ppy - 1.0) > _FREQ_TOL:
+            raise ValueError(f"freq: expected bars that make periods_per_year={ppy:g} a year, got "
+                             f"freq={freq!r}, whose stamps make {got}; use freq='auto' (the "
+                             f"spacing follows periods_per_year) or change periods_per_year")
+    return ts
+
+
+def _auto_timestamps(t0, n_bars: int, ppy: float) -> np.ndarray:
+    import pandas as pd
+
+    if ppy in _CALENDAR_FREQ:
+        return pd.date_range(t0, periods=n_bars, freq=_CALENDAR_FREQ[ppy]).as_unit("ns").asi8
+    for days in (252.0, 260.0, 365.0, 365.25):
+        k = ppy / days
+        if k >= 2.0 and k == round(k):
+            k = int(k)
+            if days == 252.0:  # k bars in each business day's session
+                n_days = -(-n_bars // k)
+                day0 = t0.normalize()
+                days_ns = pd.bdate_range(day0, periods=n_days).as_unit("ns").asi8
+                step = _SESSION_NS // k
+                step = step - step % 10**9 if step >= 10**9 else step  # whole seconds
+                offs = _SESSION_OPEN_NS + np.arange(k, dtype=np.int64) * step
+                return (days_ns[:, None] + offs[None, :]).ravel()[:n_bars]
+            step = NS_PER_DAY // k
+            if days == 260.0:  # round the clock on weekdays
+                n_days = -(-n_bars // k)
+                days_ns = pd.bdate_range(t0.normalize(), periods=n_days).as_unit("ns").asi8
+                offs = np.arange(k, dtype=np.int64) * step
+                return (days_ns[:, None] + offs[None, :]).ravel()[:n_bars]
+            return _evenly(t0.value, n_bars, step)
+    return _evenly(t0.value, n_bars, int(round(365.25 * NS_PER_DAY / ppy)))
+
+
+def _evenly(t0: int, n_bars: int, step: int) -> np.ndarray:
+    """t0 + k * step for k < n_bars, int64 ns, refusing steps below 1 ns and overflow."""
+    if step < 1:
+        raise ValueError(f"bars {step} ns apart: periods_per_year is too large")
+    if float(t0) + float(step) * (n_bars - 1) > np.iinfo(np.int64).max:
+        raise OverflowError(f"the last of {n_bars} bars {step} ns apart would fall after 2262")
+    return t0 + np.arange(n_bars, dtype=np.int64) * step

@@ -3,8 +3,10 @@
 The directory holds ``metrics.parquet`` (one row per env: env, strategy, asset, one float64
 column per strategy parameter, then the metric columns), optionally ``equity.parquet``
 (``timestamp`` then ``env_<i>``: currency at each bar's close, NaN-padded after an env stopped),
-``trades.parquet`` (FIFO round trips, ``optrader.metrics.TRADE_DTYPE`` plus entry/exit times)
-and ``backtest.json`` (``strategy``, ``params``, ``rank_by``, ``periods_per_year``, ...).
+``trades.parquet`` (FIFO round trips, ``optrader.metrics.TRADE_DTYPE`` plus entry/exit times),
+``benchmark.parquet`` (``timestamp`` then each symbol's close: buy and hold, exposure) and
+``backtest.json`` (``strategy``, ``params``, ``rank_by``, ``periods_per_year``,
+``annualisation``, ...).
 Everything is checked here once; a problem is a ``ReportError`` whose one-line message names what
 was expected and what was found. Only the selected env's equity column is read.
 """
@@ -235,3 +237,66 @@ def _utc_index(ts: pd.Series) -> pd.DatetimeIndex:
         return pd.DatetimeIndex(pd.to_datetime(ts, unit="ns", utc=True))
     index = pd.DatetimeIndex(pd.to_datetime(ts))
     return index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
+
+
+def closes(run: Run) -> pd.DataFrame | None:
+    """benchmark.parquet as float64 closes (one column per symbol, asset order) indexed by UTC
+    time, or None when the run directory has none (runs written before it existed)."""
+    path = run.path / "benchmark.parquet"
+    if not path.is_file():
+        return None
+    frame = read_parquet(path)
+    if "timestamp" not in frame.columns or len(frame.columns) < 2:
+        raise ReportError(f"{path}: expected a 'timestamp' column and one close column per "
+                          f"symbol, found {list(frame.columns)}")
+    index = _utc_index(frame.pop("timestamp"))
+    return frame.set_axis(index).astype(np.float64)
+
+
+def env_benchmark(run: Run, env: int, equity: pd.Series | None,
+                  prices: pd.DataFrame | None) -> tuple[pd.Series | None, str]:
+    """(buy-and-hold curve on the equity's bars, its label) of env ``env``: its asset's close
+    from the equity's first bar and value, or the equal-weight mean of every symbol for a
+    portfolio env; (None, a note saying why not) without prices or equity."""
+    from optrader.report.calc import buy_and_hold
+
+    if equity is None:
+        return None, "no equity curve"
+    if prices is None:
+        return None, "no buy and hold: benchmark.parquet is absent (an older run directory)"
+    asset = str(run.row(env).get("asset", "portfolio"))
+    if asset in prices.columns:
+        columns, label = [asset], f"buy and hold {asset} (no costs)"
+    else:
+        columns = list(prices.columns)
+        label = ("buy and hold (no costs)" if len(columns) == 1 else
+                 f"equal-weight buy and hold of {len(columns)} assets (no costs)")
+    curve = buy_and_hold(prices, columns, equity)
+    if curve.isna().all():
+        return None, "no buy and hold: benchmark.parquet has no bars of the equity curve"
+    return curve, label
+
+
+def run_annualisation(run: Run, equity: pd.Series | None) -> dict | None:
+    """How the run's metrics were annualised: backtest.json's ``annualisation``, else its
+    ``periods_per_year`` (configured), else inferred from the equity's timestamps
+    (``optrader.annualisation``); None when none of these exists."""
+    ann = run.config.get("annualisation")
+    if isinstance(ann, dict) and isinstance(ann.get("periods_per_year"), (int, float)):
+        return ann
+    ppy = run.config.get("periods_per_year")
+    if isinstance(ppy, (int, float)) and not isinstance(ppy, bool) and ppy > 0:
+        return {"periods_per_year": float(ppy), "source": "configured",
+                "basis": "backtest.json periods_per_year"}
+    if equity is None or len(equity) < 2:
+        return None
+    from optrader.annualisation import infer_periods_per_year
+
+    return infer_periods_per_year(equity.index.as_unit("ns").asi8).as_dict()
+
+
+def is_agent_run(run: Run) -> bool:
+    """Whether the run is a trained policy's (backtest of agent.checkpoint): no parameters."""
+    if run.config.get("strategy") == "agent" or run.config.get("checkpoint"):
+        return True
+    return "strategy" in run.metrics.columns and bool((run.metrics["strategy"] == "agent").all())

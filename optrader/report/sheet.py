@@ -18,14 +18,25 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from optrader.report import figures as F
-from optrader.report.calc import format_param, format_value, monthly_returns, varying_params
+from optrader.report.calc import (
+    annualisation_text,
+    exposure,
+    format_param,
+    format_run_value,
+    format_value,
+    varying_params,
+)
 from optrader.report.run import (
     ReportError,
     Run,
     Selection,
+    closes,
+    env_benchmark,
     env_equity,
     env_trades,
+    is_agent_run,
     load_run,
+    run_annualisation,
     select,
 )
 
@@ -54,6 +65,17 @@ class Sheet:
     highlight: tuple | None  # (x value, y value) of the env
     params: list[tuple[str, str]]  # (name, formatted value)
     metrics: list[tuple[str, str]]
+    benchmark: pd.Series | None = None  # buy and hold on the equity's bars (currency)
+    benchmark_label: str = ""  # its legend, or why there is none
+    annualisation: dict | None = None  # periods_per_year, source, basis
+    exposure: pd.Series | None = None  # net exposure per bar (calc.exposure)
+    exposure_fraction: bool = True  # exposure is a fraction of equity (else open trips)
+    agent: bool = False  # a trained policy's run: no parameter heat map
+    risk_free: float = 0.0  # annual, for the rolling Sharpe
+
+    @property
+    def periods_per_year(self) -> float | None:
+        return None if self.annualisation is None else self.annualisation["periods_per_year"]
 
 
 def build_sheet(run: Run, selection: Selection) -> Sheet:
@@ -81,14 +103,28 @@ def build_sheet(run: Run, selection: Selection) -> Sheet:
     else:
         grid_note = (f"{len(varying)} parameters vary ({', '.join(varying)}): no 2-D heat map; "
                      "param_heatmap_figure(metrics, x, y, metric) averages over the others")
+    agent = is_agent_run(run)
+    if agent:
+        axes, grid_note = None, "a trained policy's run: no strategy parameters to map"
     params = [(p, format_param(row[p])) for p in run.params]
     head = f"{strategy} · {asset} · env {env}" if asset is not None else f"{strategy} · env {env}"
+    ann = run_annualisation(run, equity)
     subtitle = " · ".join(
         [", ".join(f"{k}={v}" for k, v in params) or "no parameters",
          _date_range(equity, trades), selection.how])
     metrics = [(m, format_value(m, row[m])) for m in run.metric_names]
+    if ann is not None:  # the table says how many, the subtitle from what
+        metrics.append(("periods_per_year", f"{format_run_value('', ann['periods_per_year'])} "
+                                            f"({ann.get('source', '?')})"))
+        subtitle += f"\nannualised with {annualisation_text(ann)}"
+    prices = closes(run)
+    bench, bench_label = env_benchmark(run, env, equity, prices)
+    expo = None if equity is None else exposure(trades, equity, prices)
+    rf = run.config.get("risk_free", 0.0)
+    rf = float(rf) if isinstance(rf, (int, float)) and not isinstance(rf, bool) else 0.0
     return Sheet(run, selection, head, subtitle, equity, equity_note, trades, trades_note, rows,
-                 axes, grid_note, highlight, params, metrics)
+                 axes, grid_note, highlight, params, metrics, bench, bench_label, ann, expo,
+                 prices is not None, agent, rf)
 
 
 def _date_range(equity: pd.Series | None, trades: pd.DataFrame | None) -> str:
@@ -108,35 +144,54 @@ def _date_range(equity: pd.Series | None, trades: pd.DataFrame | None) -> str:
 
 def sheet_figure(sheet: Sheet, *, log: bool = False) -> Figure:
     """Every panel of ``sheet`` in one figure 14 in wide (the PNG tear sheet); without an equity
-    curve, one line says so in place of the equity, drawdown and monthly panels."""
+    curve, one line says so in place of the curve panels. Agent runs have no parameter heat map:
+    their trades panel takes the full width."""
     table = sheet.params + sheet.metrics
     heights = [3.6, 0.6 + 0.25 * ((len(table) + 1) // 2)]  # trades | heat map, then the table
     if sheet.equity is not None:
-        n_years = len(monthly_returns(sheet.equity))
-        heights = [3.2, 2.0, F.monthly_height(n_years)] + heights
+        heights = [3.2, 2.0, 2.0, 2.0, F.calendar_height(sheet.equity)] + heights
     else:
         heights = [0.5] + heights
     fig = Figure(figsize=(14, sum(heights) + 0.8), layout="constrained")
     fig.suptitle(f"{sheet.title}\n{sheet.subtitle}", fontsize=12)
     gs = fig.add_gridspec(len(heights), 2, height_ratios=heights)
     if sheet.equity is not None:
-        F.draw_equity(fig.add_subplot(gs[0, :]), sheet.equity, log=log)
-        F.draw_drawdown(fig.add_subplot(gs[1, :]), sheet.equity)
-        F.draw_monthly_returns(fig.add_subplot(gs[2, :]), sheet.equity)
+        eq = sheet.equity
+        ax = fig.add_subplot(gs[0, :])
+        F.draw_equity(ax, eq, log=log, benchmark=sheet.benchmark,
+                      benchmark_label=sheet.benchmark_label)
+        if sheet.benchmark is None:  # why there is no buy-and-hold line
+            ax.text(0.99, 0.02, sheet.benchmark_label, transform=ax.transAxes, ha="right",
+                    va="bottom", fontsize=8, color="0.4")
+        F.draw_drawdown(fig.add_subplot(gs[1, :]), eq)
+        F.draw_rolling_sharpe(fig.add_subplot(gs[2, :]), eq, sheet.periods_per_year,
+                              rf_annual=sheet.risk_free)
+        F.draw_exposure(fig.add_subplot(gs[3, :]), sheet.exposure,
+                        fraction=sheet.exposure_fraction, metric=_exposure_metric(sheet))
+        F.draw_calendar_returns(fig.add_subplot(gs[4, :]), eq)
     else:
         ax = fig.add_subplot(gs[0, :])
-        F.note(ax, f"{sheet.equity_note}; equity, drawdown and monthly returns are omitted",
-               width=120)
+        F.note(ax, f"{sheet.equity_note}; equity, drawdown, rolling Sharpe, exposure and "
+               "calendar returns are omitted", width=120)
         ax.axis("off")
-    F.draw_trades(fig.add_subplot(gs[-2, 0]), sheet.trades, note_text=sheet.trades_note)
-    ax = fig.add_subplot(gs[-2, 1])
-    if sheet.grid_axes is None:
-        F.note(ax, sheet.grid_note, "Parameter heat map")
+    if sheet.agent:
+        F.draw_trades(fig.add_subplot(gs[-2, :]), sheet.trades, note_text=sheet.trades_note)
     else:
-        F.draw_param_heatmap(ax, sheet.grid_rows, *sheet.grid_axes, sheet.selection.metric,
-                             highlight=sheet.highlight)
+        F.draw_trades(fig.add_subplot(gs[-2, 0]), sheet.trades, note_text=sheet.trades_note)
+        ax = fig.add_subplot(gs[-2, 1])
+        if sheet.grid_axes is None:
+            F.note(ax, sheet.grid_note, "Parameter heat map")
+        else:
+            F.draw_param_heatmap(ax, sheet.grid_rows, *sheet.grid_axes, sheet.selection.metric,
+                                 highlight=sheet.highlight)
     F.draw_table(fig.add_subplot(gs[-1, :]), table, "Parameters and key metrics")
     return fig
+
+
+def _exposure_metric(sheet: Sheet) -> float | None:
+    row = sheet.run.row(sheet.selection.env)
+    value = row.get("exposure")
+    return float(value) if value is not None and pd.notna(value) else None
 
 
 def _img(fig: Figure, alt: str) -> str:
@@ -168,19 +223,28 @@ def render_html(sheet: Sheet, *, log: bool = False) -> str:
     """A self-contained HTML page: figures as base64 PNGs, metrics as HTML tables."""
     eq, s = sheet.equity, sheet
     if eq is None:
-        curves = [_note_html(s.equity_note + "; equity, drawdown and monthly returns are omitted")]
+        curves = [_note_html(s.equity_note + "; equity, drawdown, rolling Sharpe, exposure and "
+                             "calendar returns are omitted")]
     else:
-        curves = [_img(F.equity_figure(eq, log=log), "equity curve"),
+        curves = [_img(F.equity_figure(eq, log=log, benchmark=s.benchmark,
+                                       benchmark_label=s.benchmark_label), "equity curve"),
                   _img(F.drawdown_figure(eq), "drawdown"),
-                  _img(F.monthly_returns_figure(eq), "monthly returns")]
+                  _img(F.rolling_sharpe_figure(eq, s.periods_per_year, rf_annual=s.risk_free),
+                       "rolling Sharpe"),
+                  _img(F.exposure_figure(s.exposure, fraction=s.exposure_fraction,
+                                         metric=_exposure_metric(s)), "exposure"),
+                  _img(F.monthly_returns_figure(eq), "calendar returns")]
+        if s.benchmark is None:
+            curves.insert(1, _note_html(s.benchmark_label))
     trades = (_note_html(s.trades_note) if s.trades is None
               else _img(F.trades_figure(s.trades), "trade returns"))
     grid = (_note_html(s.grid_note) if s.grid_axes is None
             else _img(F.param_heatmap_figure(s.grid_rows, *s.grid_axes, s.selection.metric,
                                              highlight=s.highlight), "parameter heat map"))
     run = [("run directory", str(s.run.path.resolve())), ("envs", str(len(s.run.metrics)))]
-    run += [(k, str(v)) for k, v in s.run.config.items() if k not in ("params", "strategy")
-            and isinstance(v, (str, int, float, bool))]
+    run += [(k, format_run_value(k, v)) for k, v in s.run.config.items()
+            if k not in ("params", "strategy", "periods_per_year")
+            and (isinstance(v, (str, int, float, bool)) or k == "annualisation")]
     title = html.escape(s.title)
     return "\n".join([
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', HTML_MARKER,
@@ -188,9 +252,10 @@ def render_html(sheet: Sheet, *, log: bool = False) -> str:
         f"<h1>{title}</h1>", f'<p class="sub">{html.escape(s.subtitle)}</p>',
         '<div class="tables">', _table_html(s.metrics, ("metric", "value")),
         _table_html(s.params, ("parameter", "value")), _table_html(run, ("run", "")), "</div>",
-        "<h2>Equity, drawdown, monthly returns</h2>", *curves,
+        "<h2>Equity, drawdown, rolling Sharpe, exposure, calendar returns</h2>", *curves,
         '<div class="row"><div><h2>Trades</h2>', trades, "</div>",
-        "<div><h2>Parameters</h2>", grid, "</div></div>", "</body></html>", ""])
+        *([] if s.agent else ["<div><h2>Parameters</h2>", grid, "</div>"]), "</div>",
+        "</body></html>", ""])
 
 
 def output_paths(run_dir: Path, fmt: str, out: str | Path | None, force: bool) -> list[Path]:

@@ -22,8 +22,8 @@ from optrader.config import ConfigError
 from optrader.metrics import TRADE_DTYPE
 
 SMALL = ["data.n_bars=2000", "observation.window=4"]
-DAY_NS = 86_400 * 10**9
-SYNTHETIC_T0 = pd.Timestamp("2000-01-03", tz="UTC").value  # data.start of conf/data/synthetic
+# the bars of conf/data/synthetic: business days from data.start (freq auto, 252 a year)
+SYNTHETIC_TS = pd.bdate_range("2000-01-03", periods=2000, tz="UTC").as_unit("ns").asi8
 
 
 def compose(*overrides):
@@ -132,9 +132,9 @@ def test_cli_end_to_end(tmp_path):
     np.testing.assert_allclose(eq.iloc[-1, 1:].to_numpy(), (1 + m["total_return"]) * 100_000,
                                rtol=1e-12)
     assert (eq.iloc[0, 1:] == 100_000).all()
-    # one row per bar, daily bars from the synthetic start; slow=40: first decision at bar 40
+    # one row per bar, business-day bars from the synthetic start; slow=40: first decision at bar 40
     ts = eq["timestamp"].astype("int64").to_numpy()
-    np.testing.assert_array_equal(ts, SYNTHETIC_T0 + np.arange(40, 1500) * DAY_NS)
+    np.testing.assert_array_equal(ts, SYNTHETIC_TS[40:1500])
 
     trades = pq.read_table(run_dir / "trades.parquet")
     assert trades.column_names == [*TRADE_DTYPE.names, "entry_time", "exit_time"]
@@ -142,14 +142,15 @@ def test_cli_end_to_end(tmp_path):
     assert len(trades) == m["n_trades"].sum() > 0
     for col, bar in (("entry_time", "entry_bar"), ("exit_time", "exit_bar")):
         np.testing.assert_array_equal(trades[col].astype("int64"),
-                                      SYNTHETIC_T0 + trades[bar].to_numpy() * DAY_NS)
+                                      SYNTHETIC_TS[trades[bar].to_numpy()])
 
     summary = json.loads((run_dir / "backtest.json").read_text())
     assert summary["strategy"] == "sma_cross" and summary["params"] == ["fast", "slow",
                                                                          "long_only"]
     assert summary["n_envs"] == 4 and summary["n_steps"] == len(eq) - 1 == 1459
-    assert summary["start"] == "2000-02-12T00:00:00+00:00"  # bar 40
+    assert summary["start"] == pd.Timestamp(SYNTHETIC_TS[40], tz="UTC").isoformat()  # bar 40
     assert summary["periods_per_year"] == 252.0 and summary["checkpoint"] is None
+    assert summary["annualisation"]["source"] == "synthetic"
     assert summary["bar_columns_per_second"] == pytest.approx(
         4 * 1459 / summary["seconds"], rel=1e-3)
     cfg = optrader.load_spec(OmegaConf.load(run_dir / "config.yaml"))
@@ -177,7 +178,7 @@ def test_cli_checkpoint_runs_on_its_market_under_your_keys(tmp_path):
     summary = json.loads((out / "backtest.json").read_text())
     assert summary["checkpoint"] == str(run / "policy.npz") and summary["strategy"] == "agent"
     # the test split (bars 600..799), window 4: the first decision at bar 603
-    assert summary["start"] == pd.Timestamp(SYNTHETIC_T0 + 603 * DAY_NS, tz="UTC").isoformat()
+    assert summary["start"] == pd.Timestamp(SYNTHETIC_TS[603], tz="UTC").isoformat()
     assert summary["n_steps"] == 799 - 603
     used = OmegaConf.load(out / "config.yaml")
     assert used.data.n_bars == 800 and used.data.split.use == "test"
