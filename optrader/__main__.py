@@ -21,4 +21,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    from optrader.cli_errors import main as run_main
+
+    run_main("optrader", main, sys.argv[1:])

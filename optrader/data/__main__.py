@@ -159,4 +159,6 @@ def _fail(console, exc) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from optrader.cli_errors import run
+
+    sys.exit(run("optrader.data", main))  # one line, exit 2, for errors main does not report
