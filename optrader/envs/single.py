@@ -28,6 +28,7 @@ class TradingEnv(gym.Env):
         self.render_mode = render_mode
         self.observation_space = self._vec.single_observation_space
         self.action_space = self._vec.single_action_space
+        self._action_text = str(self.action_space)  # made now: see TradingVectorEnv
         self.observation_names = self._vec.observation_names
         self.market = self._vec.market
         self.config = self._vec.config
@@ -46,7 +47,7 @@ class TradingEnv(gym.Env):
             a = a.reshape(1)
         if a.ndim > 1 or a.size != self._action_size:
             raise ValueError(f"action: expected shape {self.action_space.shape} "
-                             f"({self.action_space}), got {a.shape}")
+                             f"({self._action_text}), got {a.shape}")
         vec = self._vec
         if not vec._reset_done:  # also after close()
             raise RuntimeError(vec._not_ready("step"))

@@ -277,6 +277,9 @@ class TradingVectorEnv(VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, n)
         self.action_space = batch_space(self.single_action_space, n)
         self._action_shape = self.action_space.shape
+        # for error messages, made now: a Box caches its bounds' text on first use, and a
+        # rejected step must not change even that
+        self._action_text = str(self.action_space)
         self._n_assets = n_assets
         self._order_type_codes = np.array(
             [getattr(OrderType, t.upper()) for t in spec.action.order_types], dtype=np.int64)
@@ -682,11 +685,11 @@ class TradingVectorEnv(VectorEnv):
             a = np.asarray(actions)
         except ValueError:  # a ragged list
             raise ValueError(f"actions: expected shape {self._action_shape} "
-                             f"({self.action_space}), got a ragged "
+                             f"({self._action_text}), got a ragged "
                              f"{type(actions).__name__}") from None
         if a.shape != self._action_shape:
             raise ValueError(f"actions: expected shape {self._action_shape} "
-                             f"({self.action_space}), got {a.shape}")
+                             f"({self._action_text}), got {a.shape}")
         n_types = self._order_type_codes.shape[0]
         if self._discrete:
             if a.dtype.kind not in "iu":
@@ -696,7 +699,7 @@ class TradingVectorEnv(VectorEnv):
                 nvec = self.single_action_space.nvec
                 if a.min() < 0 or not np.all(a < nvec):
                     raise ValueError(f"actions: expected indices below {nvec.tolist()} "
-                                     f"({self.action_space}), got values in "
+                                     f"({self._action_text}), got values in "
                                      f"[{a.min()}, {a.max()}]")
             elif a.min() < 0 or a.max() >= self._levels.shape[0]:
                 raise ValueError(f"actions: expected indices in [0, {self._levels.shape[0] - 1}],"
