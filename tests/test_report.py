@@ -321,3 +321,69 @@ def test_module_runs_as_a_script(run_dir, tmp_path):
                          "--env", "4", "--log"], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.strip() == str(out) and out.stat().st_size > 20_000
+
+
+# ---- tear sheet: numbers, long histories, buy and hold, agent runs, annualisation -------------
+def test_numbers_are_formatted_for_people():
+    from optrader.report.calc import format_number, format_run_value
+
+    assert format_run_value("bar_columns_per_second", 2420706.9160044827) == "2.42 M/s"
+    assert format_run_value("seconds", 92.990123) == "92.99 s"
+    assert format_number(19899) == "19,899" and format_number(0.123456) == "0.1235"
+    assert format_run_value("annualisation", {"periods_per_year": 6240.0, "source": "inferred",
+                                              "basis": "1h bars"}) == \
+        "6,240 bars/year (inferred: 1h bars)"
+
+
+def test_long_histories_get_a_yearly_grid_with_a_row_per_decade():
+    from optrader.report.figures import calendar_height, draw_calendar_returns
+
+    times = pd.bdate_range("1990-01-01", "2049-12-31", tz="UTC")
+    eq = pd.Series(100.0 * 1.0002 ** np.arange(len(times)), index=times)
+    ax = Figure().add_subplot()
+    draw_calendar_returns(ax, eq)
+    assert ax.get_title().startswith("Yearly returns")
+    assert [t.get_text() for t in ax.get_yticklabels()] == [f"{d}s" for d in range(1990, 2050, 10)]
+    assert calendar_height(eq) < 4.0  # 60 years: 7 rows, not 60
+    short = eq["2040":]
+    ax = Figure().add_subplot()
+    draw_calendar_returns(ax, short)
+    assert ax.get_title().startswith("Monthly returns")
+
+
+def test_buy_and_hold_exposure_and_rolling_sharpe():
+    from optrader.report.calc import buy_and_hold, exposure, rolling_sharpe
+
+    times = pd.date_range("2021-01-01", periods=6, freq="D", tz="UTC")
+    closes = pd.DataFrame({"A": [10.0, 11, 12, 11, 10, 12], "B": [20.0, 20, 22, 24, 22, 20]},
+                          index=times)
+    eq = pd.Series([1000.0, 1100, 1200, 1100, 1000, 1200], index=times)
+    np.testing.assert_allclose(buy_and_hold(closes, ["A"], eq), [1000, 1100, 1200, 1100, 1000,
+                                                                1200])
+    np.testing.assert_allclose(buy_and_hold(closes, ["A", "B"], eq),
+                               1000 * (closes / closes.iloc[0]).mean(axis=1))
+    trades = pd.DataFrame({"entry_time": [times[1]], "exit_time": [times[4]], "side": [1],
+                           "qty": [50.0], "asset": [0]})
+    np.testing.assert_allclose(exposure(trades, eq, closes),
+                               [0, 550 / 1100, 600 / 1200, 550 / 1100, 0, 0])
+    np.testing.assert_allclose(exposure(trades, eq), [0, 1, 1, 1, 0, 0])
+    r = eq.pct_change()
+    want = r.iloc[-3:].mean() / r.iloc[-3:].std(ddof=1) * np.sqrt(252)
+    assert rolling_sharpe(eq, 3, 252.0).iloc[-1] == pytest.approx(want)
+
+
+def test_sheet_states_annualisation_and_agent_runs_have_no_heat_map(tmp_path):
+    path = make_run(tmp_path / "r")
+    config = json.loads((path / "backtest.json").read_text())
+    config.update(strategy="agent", checkpoint="x/policy.npz",
+                  annualisation={"periods_per_year": 6240.0, "source": "inferred",
+                                 "basis": "1h bars, 24/5 (FX): 260 days x 24 bars"})
+    (path / "backtest.json").write_text(json.dumps(config))
+    run = load_run(path)
+    sheet = build_sheet(run, select(run))
+    assert sheet.agent and "annualised with 6,240 bars/year (inferred: 1h bars" in sheet.subtitle
+    text = render_html(sheet)
+    assert "<h2>Parameters</h2>" not in text and "6,240 bars/year" in text
+    titles = [ax.get_title() for ax in sheet_figure(sheet).axes]
+    assert not any(" by " in t and "sharpe" in t for t in titles)
+    assert any(t.startswith("Rolling Sharpe") and "6,240 bars/year" in t for t in titles)
