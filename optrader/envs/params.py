@@ -34,7 +34,7 @@ def per_env_array(key: str, values, shapes: list[tuple[int, ...]],
     if arr.dtype.kind not in "iuf":
         what = {"U": "strings", "S": "bytes", "b": "booleans", "c": "complex numbers",
                 "M": "datetimes", "m": "timedeltas"}.get(arr.dtype.kind, "values")
-        sample = arr.reshape(-1)[0] if arr.size else None
+        sample = arr.reshape(-1)[0].item() if arr.size else None
         raise TypeError(f"per_env[{key!r}]: expected numbers ({expected}), got {what} "
                         f"(dtype {arr.dtype}, e.g. {sample!r})")
     arr = arr.astype(np.float64)  # a copy: the caller's array is never kept or written
