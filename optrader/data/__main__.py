@@ -112,7 +112,7 @@ def main(argv=None) -> int:
         auto = auto_calendar_fix(df, report, args.calendar, args.timezone, quality)
         if auto is not None:
             console.print(f"hint: the bars follow {auto.describe()}; pass --calendar auto",
-                          highlight=False)
+                          highlight=False, soft_wrap=True)
     return 0 if ok else 1
 
 
@@ -138,7 +138,7 @@ def _convert(args, console) -> int:
     if bad and not args.clean:
         console.print(f"[red]error:[/red] {args.src}: rows with defects ({what}); nothing "
                       f"written. Pass --clean to drop them, or see `python -m optrader.data "
-                      f"validate {args.src}`", highlight=False)
+                      f"validate {args.src}`", highlight=False, soft_wrap=True)
         return 1
     dropped = 0
     if bad:
@@ -146,7 +146,7 @@ def _convert(args, console) -> int:
     out = write_canonical(df, dst, overwrite=args.force)
     note = f"; dropped {dropped} rows with defects ({what})" if dropped else ""
     console.print(f"wrote {len(df)} rows, {df['symbol'].nunique()} symbols to {out}{note}",
-                  highlight=False)
+                  highlight=False, soft_wrap=True)
     return 0
 
 
@@ -154,7 +154,7 @@ def _fail(console, exc) -> int:
     msg = str(exc).replace("pass overwrite=True", "pass --force")
     if isinstance(exc, OSError) and not isinstance(exc, DataError) and exc.filename:
         msg = f"{exc.filename}: {exc.strerror or exc}"
-    console.print(f"[red]error:[/red] {msg}", highlight=False)
+    console.print(f"[red]error:[/red] {msg}", highlight=False, soft_wrap=True)
     return 2
 
 

@@ -21,6 +21,7 @@ import datetime as _dt
 import difflib
 import functools
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -249,10 +250,13 @@ def _from_exchange(cls, name: str, start, end) -> TradingCalendar:
 def _build_exchange(cls, name: str, start, end) -> TradingCalendar:
     import exchange_calendars as xcals
 
-    try:
-        cal = xcals.get_calendar(name, start=start, end=end)
-    except (ValueError, xcals.errors.CalendarError):  # a range beyond the package's bounds
-        cal = xcals.get_calendar(name)
+    with warnings.catch_warnings():  # the package's own pandas deprecations are not ours
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        try:
+            cal = xcals.get_calendar(name, start=start, end=end)
+        except (ValueError, xcals.errors.CalendarError):  # a range beyond the package's bounds
+            cal = xcals.get_calendar(name)
     tz = str(cal.tz)
     sched = cal.schedule
 
@@ -276,7 +280,7 @@ def _build_exchange(cls, name: str, start, end) -> TradingCalendar:
     weekdays = tuple(i for i, c in enumerate(str(cal.weekmask)) if c == "1")
     sessions_idx = pd.DatetimeIndex(cal.sessions).tz_localize(None).normalize()
     days = pd.date_range(sessions_idx[0], sessions_idx[-1], freq="D")
-    days = days[np.isin(days.weekday, weekdays)]
+    days = days[np.isin(days.day_of_week, weekdays)]
     holidays = tuple(d.strftime("%Y-%m-%d") for d in days.difference(sessions_idx))
     return cls(timezone=tz, sessions=sessions, weekdays=weekdays, holidays=holidays)
 

@@ -287,7 +287,7 @@ def calendar_hint(df: pd.DataFrame, cfg, report) -> str:
     if auto is None:
         return ""
     return (f"\nhint: the bars follow {auto.describe()}; set data.calendar.name=auto to expect "
-            f"only those sessions (or describe them with data.calendar.name=custom)")
+            f"only those sessions")
 
 
 def _report(df, source, quality, expected):
