@@ -18,7 +18,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from optrader.data.market import OHLCV, DataError
+from optrader.data.market import OHLCV, DataError, mixed_timezones, no_shared_timestamps
 
 _RESERVED = ("timestamp", "symbol", *OHLCV, "spread")
 
@@ -65,6 +65,10 @@ def long_arrays(df: pd.DataFrame, source: str = "long frame") -> LongArrays:
     elif ts_col.dtype.kind in "iu":
         ts = ts_col.to_numpy(dtype=np.int64)
     else:
+        mixed = mixed_timezones(ts_col, f"{source}: column 'timestamp'") \
+            if ts_col.dtype.kind in "OUT" or ts_col.dtype == "str" else None
+        if mixed:
+            raise DataError(mixed)
         raise DataError(f"{source}: column 'timestamp' must be int64 UTC nanoseconds, got dtype "
                         f"{ts_col.dtype}")
     codes, uniques = pd.factorize(df["symbol"], sort=False)
@@ -108,7 +112,8 @@ def align(df: pd.DataFrame, how: str = "intersection", source: str = "long frame
 
     Raises:
         DataError: no rows, bad columns, a duplicate (symbol, timestamp), or an empty
-            intersection (the message names each symbol's first and last timestamp).
+            intersection (the message gives each symbol's range and number of timestamps and
+            names the symbols without which the others would share timestamps).
     """
     if how not in ("intersection", "union"):
         raise ValueError(f"how: expected 'intersection' or 'union', got {how!r}")
@@ -130,8 +135,10 @@ def align(df: pd.DataFrame, how: str = "intersection", source: str = "long frame
     if how == "intersection":
         full = tradable.all(axis=1)
         if not full.any():
-            raise DataError(f"{source}: symbols share no timestamps (empty intersection); "
-                            f"ranges: {_ranges(la)}; use how='union' to keep every timestamp")
+            order = np.argsort(la.codes, kind="stable")
+            ends = np.cumsum(np.bincount(la.codes, minlength=n_assets))
+            per_symbol = np.split(la.timestamps[order], ends[:-1])
+            raise DataError(no_shared_timestamps(source, la.symbols, per_symbol))
         if not full.all():
             rows = full[t_idx]
             t_idx, a_idx = (np.cumsum(full) - 1)[t_idx[rows]], a_idx[rows]
@@ -215,14 +222,3 @@ def _raise_duplicates(la: LongArrays, cell: np.ndarray, source: str) -> None:
     raise DataError(f"{source}: duplicate timestamps for symbol "
                     f"{la.symbols[la.codes[rows[0]]]!r} at rows {rows.tolist()}; expected one bar "
                     f"per (symbol, timestamp)")
-
-
-def _ranges(la: LongArrays) -> str:
-    """'SYM first..last' for each symbol (error path only)."""
-    n = len(la.symbols)
-    lo = np.full(n, np.iinfo(np.int64).max)
-    hi = np.full(n, np.iinfo(np.int64).min)
-    np.minimum.at(lo, la.codes, la.timestamps)
-    np.maximum.at(hi, la.codes, la.timestamps)
-    iso = lambda v: pd.Timestamp(int(v), tz="UTC").isoformat()  # noqa: E731
-    return ", ".join(f"{s!r} {iso(lo[a])} .. {iso(hi[a])}" for a, s in enumerate(la.symbols))

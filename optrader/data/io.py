@@ -47,7 +47,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from optrader.data.market import OHLCV, DataError
+from optrader.data.market import OHLCV, DataError, mixed_timezones
 
 __all__ = ["read_bars", "write_canonical"]
 
@@ -581,8 +581,11 @@ def _parse_strings(arr: pa.ChunkedArray, where: str, reread, col: str) -> pa.Chu
         raise DataError(f"{where}: unparseable timestamps (expected ISO-8601 like "
                         f"'2024-01-02 09:30:00') such as {text[bad].iloc[0]!r} at "
                         f"{_rows(bad)}")
-    raise DataError(f"{where}: timestamps mix strings with and without a zone offset, or lie "
-                    f"outside the int64-nanosecond range (years 1677-2262)")
+    mixed = mixed_timezones(text, where)
+    if mixed:
+        raise DataError(mixed)
+    raise DataError(f"{where}: timestamps lie outside the int64-nanosecond range (years "
+                    f"1677-2262)")
 
 
 def _localize(arr: pa.ChunkedArray, timezone: str, where: str) -> pa.ChunkedArray:

@@ -371,13 +371,7 @@ def from_dataframe(df: pd.DataFrame, periods_per_year: float = 252.0,
             df = df.set_index(cand)
             break
     if not isinstance(df.index, pd.DatetimeIndex):
-        try:
-            if df.index.dtype.kind in "iufcb":  # a RangeIndex would become 1970-01-01 + n ns
-                raise TypeError
-            df.index = pd.DatetimeIndex(df.index)
-        except (TypeError, ValueError):
-            raise DataError(f"{source}: expected a DatetimeIndex or a 'timestamp' column, got an "
-                            f"index of {df.index.dtype}") from None
+        df.index = _datetime_index(df.index, source)
     missing = [c for c in OHLCV if c not in df.columns]
     if missing:
         raise DataError(f"{source}: missing columns {missing}; expected {list(OHLCV)} "
@@ -394,6 +388,59 @@ def from_dataframe(df: pd.DataFrame, periods_per_year: float = 252.0,
                            periods_per_year=periods_per_year, source=source,
                            spread=_numeric(df, "spread", source) if has_spread else None)
     return _from_long_frame(df, ts_all, periods_per_year, source)
+
+
+def _datetime_index(index: pd.Index, source: str) -> pd.DatetimeIndex:
+    """``index`` (datetimes or ISO-8601 strings) as a DatetimeIndex.
+
+    Zone-aware stamps with different UTC offsets (local times across a DST change) are
+    converted to UTC; naive and aware stamps mixed are an error naming the first of each.
+    """
+    expected = DataError(f"{source}: expected a DatetimeIndex or a 'timestamp' column, got an "
+                         f"index of {index.dtype}")
+    if index.dtype.kind in "iufcb":  # a RangeIndex would become 1970-01-01 + n ns
+        raise expected
+    try:
+        return pd.DatetimeIndex(index)
+    except (TypeError, ValueError):
+        pass
+    mixed = mixed_timezones(index, source)
+    if mixed:
+        raise DataError(mixed)
+    try:  # every stamp carries a zone, but not the same one
+        return pd.DatetimeIndex(pd.to_datetime(index, utc=True, format="ISO8601"))
+    except (TypeError, ValueError):
+        raise expected from None
+
+
+# an ISO-8601 time of day followed by a zone designator: Z, UTC/GMT or +HH[:MM]
+_ZONED_TEXT = r"\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:[Zz]|UTC|GMT|[+-]\d{2}(?::?\d{2})?)$"
+
+
+def mixed_timezones(values, source: str) -> str | None:
+    """The error message for timestamps that mix zone-aware and naive values, else None.
+
+    ``values``: datetimes (aware when ``tzinfo`` is set) and/or ISO-8601 strings (aware when
+    they end in a zone designator); missing values are skipped. Names the first naive and the
+    first aware value with their rows (error path: one pass in Python over object values).
+    """
+    s = pd.Series(np.asarray(values, dtype=object), dtype=object)
+    valid = s.notna().to_numpy()
+    text = s.map(lambda x: isinstance(x, str)).to_numpy(dtype=bool)
+    aware = np.zeros(len(s), dtype=bool)
+    if text.any():
+        aware[text] = s[text].str.strip().str.contains(_ZONED_TEXT, regex=True).to_numpy(bool)
+    other = valid & ~text
+    if other.any():
+        aware[other] = [getattr(x, "tzinfo", None) is not None for x in s[other]]
+    naive = valid & ~aware
+    if not (aware.any() and naive.any()):
+        return None
+    i, j = int(np.argmax(naive)), int(np.argmax(aware))
+    return (f"{source}: timestamps mix zone-aware and naive values: first naive {str(s[i])!r} at "
+            f"row {i}, first aware {str(s[j])!r} at row {j}; expected all naive (read as UTC, or in "
+            f"data.timezone for files) or all zone-aware (converted to UTC): give every stamp a "
+            f"zone (e.g. pd.to_datetime(..., utc=True) if the naive ones are UTC) or none")
 
 
 def _from_long_frame(df: pd.DataFrame, ts_all: np.ndarray, periods_per_year: float,
@@ -554,8 +601,42 @@ def _align_symbols(ts: np.ndarray, starts: np.ndarray, regular: bool, symbols: t
         for a in range(n_symbols):
             pos[a] = starts[a] + np.searchsorted(ts[starts[a]:starts[a + 1]], common)
     if common.size == 0:
-        raise DataError(f"{source}: symbols {list(symbols)} share no timestamps")
+        raise DataError(no_shared_timestamps(
+            source, symbols, [ts[starts[a]:starts[a + 1]] for a in range(n_symbols)]))
     return common, pos
+
+
+def no_shared_timestamps(source: str, symbols, per_symbol: list) -> str:
+    """The message of an empty intersection: each symbol's range and number of timestamps, the
+    symbols that break the intersection, and the union alternative (error path only).
+
+    Args:
+        symbols: A names.
+        per_symbol: A int64 arrays, symbol a's timestamps (UTC ns, no duplicates).
+    """
+    n = len(symbols)
+    counts = [int(x.size) for x in per_symbol]
+    ranges = ", ".join(f"{s!r} {_iso(x.min())} .. {_iso(x.max())}" if x.size else f"{s!r} no rows"
+                       for s, x in zip(symbols, per_symbol, strict=True))
+    grid, shared = np.unique(np.concatenate([np.asarray(x, np.int64) for x in per_symbol]),
+                             return_counts=True)
+    best = int(shared.max()) if shared.size else 0
+    if n == 2:
+        blame = f"{symbols[0]!r} and {symbols[1]!r} have no timestamp in common"
+    elif n > 2 and best == n - 1:
+        # a symbol breaks the intersection if the others share a timestamp it lacks
+        near = grid[shared == n - 1]
+        lacking = {a: near.size - int(np.isin(per_symbol[a], near).sum()) for a in range(n)}
+        blame = "; ".join(f"without {symbols[a]!r} the others share {k} timestamps"
+                          for a, k in lacking.items() if k)
+    else:
+        blame = (f"at most {best} of the {n} symbols share any one timestamp, so no single "
+                 f"symbol is to blame")
+    per = ", ".join(f"{s!r} {c}" for s, c in zip(symbols, counts, strict=True))
+    return (f"{source}: symbols share no timestamps (empty intersection); ranges: {ranges}; "
+            f"{blame}; timestamps per symbol: {per}. Drop the symbols at fault, or keep every "
+            f"timestamp with data.align=union (align(..., how='union')), which marks the bars "
+            f"a symbol lacks untradable")
 
 
 def _aligned_rows(order: np.ndarray | None, pos: np.ndarray | None,

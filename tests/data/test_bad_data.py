@@ -11,6 +11,7 @@ import pytest
 
 import optrader
 from optrader.data import DataError, from_dataframe, from_path, load_market
+from optrader.data.align import align
 
 WINDOW, EPISODE = 4, 8
 
@@ -249,8 +250,53 @@ def test_long_frame_misaligned_uses_the_intersection(cfg, make_bars):
 def test_long_frame_without_shared_timestamps(cfg, make_bars):
     a = make_bars(50, 1, seed=3, long=True)
     b = make_bars(50, 1, seed=4, long=True, start="2021-01-01").assign(symbol="SYM1")
-    assert_rejected(cfg, pd.concat([a, b]), r"symbols \['SYM0', 'SYM1'\] share no timestamps")
+    assert_rejected(cfg, pd.concat([a, b]),
+                    r"symbols share no timestamps \(empty intersection\); ranges: 'SYM0' "
+                    r"2020-01-01T00:00:00\+00:00 \.\. 2020-02-19T00:00:00\+00:00, 'SYM1' "
+                    r"2021-01-01T00:00:00\+00:00 \.\. 2021-02-19T00:00:00\+00:00; 'SYM0' and 'SYM1' "
+                    r"have no timestamp in common; timestamps per symbol: 'SYM0' 50, 'SYM1' 50\. "
+                    r"Drop the symbols at fault, or keep every timestamp with data\.align=union")
 
+
+def three_symbols(make_bars, late="SYM2", n_late=30):
+    """SYM0 and SYM1 on one calendar (50 bars), ``late`` on a disjoint one."""
+    a = make_bars(50, 1, seed=3, long=True)
+    b = make_bars(50, 1, seed=4, long=True).assign(symbol="SYM1")
+    c = make_bars(n_late, 1, seed=5, long=True, start="2021-01-01").assign(symbol=late)
+    return pd.concat([a, c, b])
+
+
+def test_the_symbol_that_breaks_the_intersection_is_named(cfg, make_bars):
+    df = three_symbols(make_bars)
+    assert_rejected(cfg, df, r"; without 'SYM2' the others share 50 timestamps; timestamps per "
+                             r"symbol: 'SYM0' 50, 'SYM2' 30, 'SYM1' 50\. Drop the symbols at fault, "
+                             r"or keep every timestamp with data\.align=union")
+    # the loader's aligner (data=parquet|csv) says the same, and union is the way out it names
+    long = df.reset_index().rename(columns={"index": "timestamp"})
+    long["timestamp"] = long["timestamp"].astype("int64")
+    with pytest.raises(DataError, match=r"without 'SYM2' the others share 50 timestamps; "
+                                        r"timestamps per symbol: 'SYM0' 50, 'SYM2' 30, 'SYM1' 50"):
+        align(long)
+    assert align(long, how="union").timestamps.size == 80
+
+
+def test_no_single_symbol_to_blame(make_bars):
+    parts = [make_bars(20, 1, seed=k, long=True, start=f"202{k}-01-01").assign(symbol=f"S{k}")
+             for k in range(3)]
+    with pytest.raises(DataError, match=r"at most 1 of the 3 symbols share any one timestamp, so "
+                                        r"no single symbol is to blame; timestamps per symbol: "
+                                        r"'S0' 20, 'S1' 20, 'S2' 20"):
+        from_dataframe(pd.concat(parts))
+
+
+def test_rows_without_a_symbol_are_named_as_a_symbol_with_no_rows(make_bars):
+    df = make_bars(30, 2, seed=1)
+    sym = df["symbol"].to_numpy(dtype=object).copy()
+    sym[3] = None
+    with pytest.raises(DataError, match=r"ranges: 'SYM0' .*, nan no rows, 'SYM1' .*; without nan "
+                                        r"the others share 29 timestamps; timestamps per symbol: "
+                                        r"'SYM0' 29, nan 0, 'SYM1' 30"):
+        from_dataframe(df.assign(symbol=sym))
 
 def test_long_frame_duplicate_within_a_symbol(cfg, make_bars):
     df = make_bars(300, 2, seed=5)
@@ -405,3 +451,64 @@ def test_from_path_directly(bars, tmp_path):
     path = tmp_path / "bars.csv"
     bars.to_csv(path)
     assert from_path(path, periods_per_year=52.0).periods_per_year == 52.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Time zones: aware and naive stamps never mix silently
+
+
+MIXED = r"timestamps mix zone-aware and naive values: first naive '{}' at row {}, first aware '{}' at row {}; expected all naive"
+
+
+def test_index_mixing_aware_and_naive_datetimes(cfg, bars):
+    idx = list(bars.index[:40])
+    idx = [t.tz_localize("UTC") if i == 7 else t for i, t in enumerate(idx)]
+    df = bars.iloc[:40].set_axis(pd.Index(idx, dtype=object))
+    assert_rejected(cfg, df, MIXED.format("2020-01-01 00:00:00", 0,
+                                          re.escape("2020-01-08 00:00:00+00:00"), 7))
+    # the first aware one first
+    idx[0] = idx[0].tz_localize("Asia/Tokyo")
+    assert_rejected(cfg, bars.iloc[:40].set_axis(pd.Index(idx, dtype=object)),
+                    MIXED.format("2020-01-02 00:00:00", 1,
+                                 re.escape("2020-01-01 00:00:00+09:00"), 0))
+
+
+def test_timestamp_column_of_mixed_strings(cfg, bars):
+    text = bars.index.strftime("%Y-%m-%d %H:%M").to_numpy(dtype=object)
+    text[12] = text[12] + "+01:00"
+    df = bars.reset_index(drop=True).assign(timestamp=text)
+    assert_rejected(cfg, df, MIXED.format("2020-01-01 00:00", 0,
+                                          re.escape("2020-01-13 00:00+01:00"), 12))
+
+
+def test_csv_file_of_mixed_strings_names_the_file(cfg, bars, tmp_path):
+    text = bars.index.strftime("%Y-%m-%dT%H:%M:%S").to_numpy(dtype=object)
+    text[5] = text[5] + "Z"
+    path = tmp_path / "mixed.csv"
+    bars.set_axis(pd.Index(text, name="timestamp")).to_csv(path)
+    with pytest.raises(DataError, match=re.escape(str(path)) + ".*" + MIXED.format(
+            "2020-01-01T00:00:00", 0, "2020-01-06T00:00:00Z", 5)):
+        build(cfg, path)
+
+
+def test_long_frame_object_column_mixing_zones_in_align():
+    ts = [pd.Timestamp("2024-01-01 00:00"), pd.Timestamp("2024-01-01 00:01", tz="UTC")]
+    df = pd.DataFrame({"timestamp": pd.Series(ts, dtype=object), "symbol": "A", "open": 1.0,
+                       "high": 1.0, "low": 1.0, "close": 1.0, "volume": 1.0})
+    with pytest.raises(DataError, match=r"column 'timestamp': " + MIXED.format(
+            "2024-01-01 00:00:00", 0, re.escape("2024-01-01 00:01:00+00:00"), 1)):
+        align(df)
+
+
+def test_aware_stamps_with_different_offsets_are_converted_to_utc(cfg, bars):
+    # local times across a DST change (2020-03-29 in Paris): every stamp has a zone, the
+    # offsets differ; that is a documented conversion to UTC, not an error
+    part = bars.iloc[70:110]
+    local = part.index.tz_localize("UTC").tz_convert("Europe/Paris")
+    text = pd.Index([t.isoformat() for t in local], dtype=object)
+    assert {t[-6:] for t in text} == {"+01:00", "+02:00"}
+    objects = pd.Index([t.tz_convert("Asia/Tokyo") if i % 2 else t for i, t in enumerate(local)],
+                       dtype=object)
+    want = part.index.as_unit("ns").asi8.tolist()
+    assert build(cfg, part.set_axis(text)).timestamps.tolist() == want
+    assert build(cfg, part.set_axis(objects)).timestamps.tolist() == want

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from optrader.data import DataError, from_arrays, from_dataframe
-from optrader.data.market import validate_bars
+from optrader.data.market import no_shared_timestamps, validate_bars
 
 OHLCV = ("open", "high", "low", "close", "volume")
 SOURCE = "DataFrame"
@@ -95,7 +95,7 @@ def reference_load(df):
         per_symbol.append((ts_all[rows], rows))
     common = functools.reduce(np.intersect1d, [ts for ts, _ in per_symbol])
     if common.size == 0:
-        raise DataError(f"{SOURCE}: symbols {list(symbols)} share no timestamps")
+        raise DataError(no_shared_timestamps(SOURCE, symbols, [ts for ts, _ in per_symbol]))
     names = (*OHLCV, "spread") if "spread" in df.columns else OHLCV
     columns = {c: reference_numeric(df, c) for c in names}
     out = {c: np.column_stack([columns[c][rows[np.isin(ts, common)]] for ts, rows in per_symbol])
@@ -228,7 +228,8 @@ def test_missing_symbol_shares_no_timestamps(layout):
         sym = df["symbol"].to_numpy(dtype=object).copy()
         sym[1] = None  # listed where it first appears, with no rows of its own
         bad = df.assign(symbol=sym).astype({"symbol": dtype})
-        with pytest.raises(DataError, match=r"symbols \['S\d+', nan, 'S\d+', 'S\d+'\] share no"):
+        with pytest.raises(DataError, match=r"share no timestamps .*ranges: 'S\d+' .*, nan no rows, "
+                                            r".*without nan the others share 59 timestamps"):
             from_dataframe(bad)
         assert_same_load(bad)
         assert_same_load(insert_copy(bad, int(rows_of_symbol(bad, 2)[4])))  # duplicates first
