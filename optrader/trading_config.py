@@ -25,7 +25,7 @@ def _participation(key: str, v) -> None:
         return
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < v <= 1.0:
         raise ConfigError(f"{key}: expected a fraction of the bar's volume in (0, 1], or null "
-                          f"for no cap, got {v!r}")
+                          f"for no cap (np.inf in a per_env array), got {v!r}")
 
 
 @dataclass(frozen=True)

@@ -214,6 +214,30 @@ def test_short_to_long_reversal_by_hand(mode):
         assert cash2 == pytest.approx(-(new_side_costs + old_side_costs), rel=1e-9)
 
 
+@pytest.mark.parametrize("mode", ["equity", "cash"])
+def test_limit_order_reversal_by_hand(mode):
+    """A working limit order that flips the position is sized at its fill price, less (cash)
+    the commission of closing the old side there (limit orders pay no slippage)."""
+    df = flat_bars()
+    df.iloc[START + 1, df.columns.get_loc("low")] = 99.0  # the buy limit 99.9 is touched
+    df.iloc[START + 2, df.columns.get_loc("high")] = 101.0  # the sell limit 100.1 is touched
+    env = env_on(df, [*COSTS, f"execution.reversal={mode}", "execution.order_type=limit",
+                      "execution.order_offset_bps=10"])
+    *_, info = step(env, [1.0])
+    px1 = 100.0 * (1 - 1e-3)
+    u1 = 10_000.0 / px1
+    cash1 = 10_000.0 - u1 * px1 * (1 + C)
+    assert info["position"][0, 0] == pytest.approx(u1, rel=1e-12)
+    *_, info = step(env, [-1.0])
+    px = 100.0 * (1 + 1e-3)
+    equity_px = cash1 + u1 * px
+    closing = u1 * px * C if mode == "cash" else 0.0
+    units = -(equity_px - closing) / px
+    assert info["position"][0, 0] == pytest.approx(units, rel=1e-12)
+    qty = units - u1
+    assert info["cash"][0] == pytest.approx(cash1 - qty * px - abs(qty) * px * C, rel=1e-12)
+
+
 def test_reversal_mode_changes_nothing_but_flips():
     """Entries, exits and re-sizing on the same side are sized alike in both modes."""
     df = bars_frame(200, seed=5)
