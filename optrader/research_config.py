@@ -4,67 +4,164 @@ validation (``validation``) and metric conventions (``metrics``).
 ``strategy`` has one schema per registered strategy (``STRATEGY_SCHEMAS``): ``name`` plus that
 strategy's parameters. A parameter is a number or a list of numbers; lists form a grid (the
 Cartesian product over the parameters, first parameter varying slowest), one env per point.
-``STRATEGY_PARAMS`` maps each parameter to its column of the kernel's params array
-(``kernels.strategies``).
+``STRATEGY_SPECS`` is each strategy's parameter table: every parameter's column of the kernel's
+params array (``kernels.strategies``), default and allowed range, and the relations between
+parameters (``fast < slow``, ``lower <= upper``, ``exit_z <= entry_z``); the config's check, the
+backtest runner's check and docs/backtest.md read it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from optrader.checks import ConfigError, _at_least, _in_range, _one_of, _positive
 
-# name -> ((param, kernel column, default, kind), ...); kind: "window" (whole bars >= 1),
-# "window2" (whole bars >= 2), "flag" (0 or 1), "prob" ([0, 1]), "real" (finite), "seed"
-# (whole >= 0)
-STRATEGY_PARAMS: dict[str, tuple[tuple[str, int, float, str], ...]] = {
-    "buy_and_hold": (),
-    "sma_cross": (("fast", 0, 10, "window"), ("slow", 1, 50, "window"),
-                  ("long_only", 2, 0, "flag")),
-    "ema_cross": (("fast", 0, 12, "window"), ("slow", 1, 26, "window"),
-                  ("long_only", 2, 0, "flag")),
-    "zscore": (("lookback", 0, 20, "window2"), ("entry_z", 1, 2.0, "real"),
-               ("exit_z", 2, 0.5, "real")),
-    "bollinger": (("lookback", 0, 20, "window2"), ("k", 1, 2.0, "real")),
-    "momentum": (("lookback", 0, 20, "window"), ("long_only", 1, 0, "flag")),
-    "rsi": (("period", 0, 14, "window"), ("lower", 1, 30.0, "real"), ("upper", 2, 70.0, "real")),
-    "pairs": (("lookback", 0, 60, "window2"), ("entry_z", 1, 2.0, "real"),
-              ("exit_z", 2, 0.5, "real")),
-    "random": (("p_change", 0, 0.05, "prob"), ("seed", 3, 0, "seed")),
+
+class ParamSpec(NamedTuple):
+    """One strategy parameter: its column of the kernel's params array, its default and the
+    values it may take (``lo`` <= value <= ``hi``, whole numbers only if ``whole``)."""
+
+    name: str
+    column: int
+    default: float
+    lo: float
+    hi: float = math.inf
+    whole: bool = False
+    unit: str = ""  # what it counts, for the docs
+
+
+class Relation(NamedTuple):
+    """A relation two parameters of one strategy must keep at every grid point / env:
+    ``left op right`` with op "<" or "<="; ``why`` says what breaks otherwise."""
+
+    left: str
+    op: str
+    right: str
+    why: str
+
+
+class StrategySpec(NamedTuple):
+    """A strategy's parameter table: the parameters in order (grid and config order) and the
+    relations between them. The config check, ``run_strategy``'s check and docs/backtest.md
+    (``strategy_params_markdown``) all read it."""
+
+    params: tuple[ParamSpec, ...]
+    relations: tuple[Relation, ...] = ()
+
+
+def _bars(name, col, default, lo=1):
+    return ParamSpec(name, col, default, lo, whole=True, unit="bars")
+
+
+def _flag(name, col):
+    return ParamSpec(name, col, 0, 0, 1, whole=True)
+
+
+_FAST_SLOW = Relation("fast", "<", "slow", "the fast average is the shorter window")
+_Z_BAND = Relation("exit_z", "<=", "entry_z", "an exit threshold above the entry threshold "
+                   "leaves no band to hold a position in")
+
+STRATEGY_SPECS: dict[str, StrategySpec] = {
+    "buy_and_hold": StrategySpec(()),
+    "sma_cross": StrategySpec((_bars("fast", 0, 10), _bars("slow", 1, 50, 2),
+                               _flag("long_only", 2)), (_FAST_SLOW,)),
+    "ema_cross": StrategySpec((_bars("fast", 0, 12), _bars("slow", 1, 26, 2),
+                               _flag("long_only", 2)), (_FAST_SLOW,)),
+    "zscore": StrategySpec((_bars("lookback", 0, 20, 2),
+                            ParamSpec("entry_z", 1, 2.0, 0.0, unit="std"),
+                            ParamSpec("exit_z", 2, 0.5, 0.0, unit="std")), (_Z_BAND,)),
+    "bollinger": StrategySpec((_bars("lookback", 0, 20, 2),
+                               ParamSpec("k", 1, 2.0, 0.0, unit="std"))),
+    "momentum": StrategySpec((_bars("lookback", 0, 20), _flag("long_only", 1))),
+    "rsi": StrategySpec((_bars("period", 0, 14),
+                         ParamSpec("lower", 1, 30.0, 0.0, 100.0, unit="RSI points"),
+                         ParamSpec("upper", 2, 70.0, 0.0, 100.0, unit="RSI points")),
+                        (Relation("lower", "<=", "upper", "an RSI between upper and lower "
+                                  "would be both a long and a short signal"),)),
+    "pairs": StrategySpec((_bars("lookback", 0, 60, 2),
+                           ParamSpec("entry_z", 1, 2.0, 0.0, unit="std"),
+                           ParamSpec("exit_z", 2, 0.5, 0.0, unit="std")), (_Z_BAND,)),
+    "random": StrategySpec((ParamSpec("p_change", 0, 0.05, 0.0, 1.0, unit="probability per bar"),
+                            # a whole float64: exact up to 2**53
+                            ParamSpec("seed", 3, 0, 0, 2.0**53, whole=True, unit="hash seed"))),
 }
+# name -> its ParamSpecs (name, column, default, ...), in grid order
+STRATEGY_PARAMS: dict[str, tuple[ParamSpec, ...]] = {n: s.params
+                                                     for n, s in STRATEGY_SPECS.items()}
 
 
 def _check_strategy(self, key: str) -> None:
-    _one_of(f"{key}.name", self.name, tuple(STRATEGY_PARAMS))
-    for pname, _, _, kind in STRATEGY_PARAMS[self.name]:
-        for v in _values(getattr(self, pname), f"{key}.{pname}"):
-            check_param_value(f"{key}.{pname}", kind, v)
-    grid = strategy_grid(self)[1]
-    if self.name in ("sma_cross", "ema_cross") and grid.size and np.any(grid[:, 0] >= grid[:, 1]):
-        bad = grid[np.argmax(grid[:, 0] >= grid[:, 1])]
-        raise ConfigError(f"{key}: expected fast < slow in every grid point, got fast={bad[0]:g}, "
-                          f"slow={bad[1]:g}")
+    _one_of(f"{key}.name", self.name, tuple(STRATEGY_SPECS))
+    for spec in STRATEGY_PARAMS[self.name]:
+        _values(getattr(self, spec.name), f"{key}.{spec.name}")
+    names, grid = strategy_grid(self)
+    n = grid.shape[0]
+
+    def row(r: int) -> str:
+        point = ", ".join(f"{p}={v:g}" for p, v in zip(names, grid[r], strict=True))
+        return f"grid row {r} of {n} ({point})"
+
+    check_strategy_rows(self.name, grid, row, prefix=f"{key}.")
 
 
-def check_param_value(where: str, kind: str, v: float) -> None:
-    """ConfigError unless v suits a parameter of ``kind`` (see STRATEGY_PARAMS); shared by the
-    config and ``run_strategy``'s kernel params."""
-    if kind in ("window", "window2", "seed"):
-        lo = {"window": 1, "window2": 2, "seed": 0}[kind]
-        if v != round(v) or v < lo:
-            raise ConfigError(f"{where}: expected whole bars >= {lo}, got {v!r}"
-                              if kind != "seed" else
-                              f"{where}: expected a whole number >= 0, got {v!r}")
-    elif kind == "flag" and v not in (0.0, 1.0):
-        raise ConfigError(f"{where}: expected 0 or 1, got {v!r}")
-    elif kind == "prob":
-        _in_range(where, v, 0.0, 1.0)
+def _range_text(spec: ParamSpec) -> str:
+    if spec.whole and (spec.lo, spec.hi) == (0, 1):
+        return "0 or 1"
+    kind = ("whole bars" if spec.unit == "bars" else "a whole number") if spec.whole else "a number"
+    if spec.hi == math.inf:
+        return f"{kind} >= {spec.lo:g}"
+    hi = "2**53" if spec.hi == 2.0**53 else f"{spec.hi:g}"
+    return f"{kind} in [{spec.lo:g}, {hi}]"
+
+
+def check_strategy_rows(name: str, values: np.ndarray, row, prefix: str = "") -> None:
+    """ConfigError unless every row of ``values`` (float (rows, n_params), the columns in
+    ``STRATEGY_SPECS[name].params`` order) keeps the strategy's ranges and relations. The first
+    offending row is named with ``row(r)`` (e.g. "grid row 3 of 8 (...)", "params row 3"),
+    with the strategy, the parameters and their values. Shared by the config (grids) and
+    ``run_strategy`` (kernel params)."""
+    spec = STRATEGY_SPECS[name]
+    col = {p.name: k for k, p in enumerate(spec.params)}
+    for k, p in enumerate(spec.params):
+        v = values[:, k]
+        bad = ~np.isfinite(v) | (v < p.lo) | (v > p.hi)
+        if p.whole:
+            bad |= v != np.round(v)
+        if bad.any():
+            r = int(np.argmax(bad))
+            raise ConfigError(f"{prefix}{p.name}: strategy {name!r} expects {p.name} to be "
+                              f"{_range_text(p)}, got {p.name}={float(values[r, k]):g} at {row(r)}")
+    for rel in spec.relations:
+        a, b = values[:, col[rel.left]], values[:, col[rel.right]]
+        bad = ~(a < b) if rel.op == "<" else ~(a <= b)
+        if bad.any():
+            r = int(np.argmax(bad))
+            raise ConfigError(f"{prefix}{rel.left}, {prefix}{rel.right}: strategy {name!r} "
+                              f"expects {rel.left} {rel.op} {rel.right} ({rel.why}), got "
+                              f"{rel.left}={a[r]:g}, {rel.right}={b[r]:g} at {row(r)}")
+
+
+def strategy_params_markdown() -> str:
+    """The parameter table of every strategy as Markdown (docs/backtest.md holds it verbatim;
+    a test keeps the two equal)."""
+    lines = ["| strategy | parameter | default | allowed | relations |",
+             "| --- | --- | --- | --- | --- |"]
+    for name, spec in STRATEGY_SPECS.items():
+        rel = "; ".join(f"`{r.left} {r.op} {r.right}`: {r.why}" for r in spec.relations)
+        if not spec.params:
+            lines.append(f"| `{name}` | (none) | | | |")
+        for k, p in enumerate(spec.params):
+            unit = f" ({p.unit})" if p.unit and p.unit != "bars" else ""
+            lines.append(f"| {f'`{name}`' if k == 0 else ''} | `{p.name}` | {p.default:g} | "
+                         f"{_range_text(p)}{unit} | {rel if k == 0 else ''} |")
+    return "\n".join(lines) + "\n"
 
 
 def _values(v: Any, key: str) -> tuple[float, ...]:
@@ -82,12 +179,13 @@ def _values(v: Any, key: str) -> tuple[float, ...]:
 
 def _strategy_schema(name: str, params) -> type:
     fields = [("name", str, field(default=name))]
-    fields += [(p, Any, field(default=d)) for p, _, d, _ in params]
+    fields += [(p.name, Any, field(default=p.default)) for p in params]
     return dataclasses.make_dataclass(
         f"{''.join(w.title() for w in name.split('_'))}StrategyConfig", fields, frozen=True,
         namespace={"check": _check_strategy,
                    "__doc__": f"Strategy {name!r}: parameters "
-                              f"{[p for p, *_ in params] or 'none'} (numbers or grid lists)."})
+                              f"{[p.name for p in params] or 'none'} (numbers or grid "
+                              f"lists; ranges and relations: STRATEGY_SPECS)."})
 
 
 STRATEGY_SCHEMAS: dict[str, type] = {n: _strategy_schema(n, p) for n, p in STRATEGY_PARAMS.items()}
@@ -96,7 +194,7 @@ STRATEGY_SCHEMAS: dict[str, type] = {n: _strategy_schema(n, p) for n, p in STRAT
 def strategy_grid(cfg) -> tuple[tuple[str, ...], np.ndarray]:
     """(parameter names, float64 (n_points, n_params)) of a strategy config's grid."""
     params = STRATEGY_PARAMS[cfg.name]
-    names = tuple(p for p, *_ in params)
+    names = tuple(p.name for p in params)
     axes = [_values(getattr(cfg, p), p) for p in names]
     points = list(itertools.product(*axes)) if axes else [()]
     return names, np.array(points, dtype=np.float64).reshape(len(points), len(names))
@@ -107,8 +205,8 @@ def kernel_params(name: str, grid: np.ndarray) -> np.ndarray:
     from kernels.strategies import N_STRATEGY_PARAM
 
     out = np.zeros((grid.shape[0], N_STRATEGY_PARAM))
-    for k, (_, col, _, _) in enumerate(STRATEGY_PARAMS[name]):
-        out[:, col] = grid[:, k]
+    for k, p in enumerate(STRATEGY_PARAMS[name]):
+        out[:, p.column] = grid[:, k]
     return out
 
 

@@ -1,8 +1,10 @@
 """Backtests: every env of a TradingVectorEnv runs a rule-based strategy over the whole bar range
 of its data split in one kernel call (``kernels.backtest``), one env per parameter set.
 
-``run_strategy(env, "sma_cross", params)`` with params float (n, 4) (columns as documented in
-``kernels.strategies``) returns a ``BacktestResult``: the equity curve of every env from its
+``run_strategy(env, "sma_cross", {"fast": [5, 10], "slow": 50, "long_only": 0})`` (named
+parameters: a mapping of name -> scalar or one value per env, or a DataFrame with one column per
+parameter; or the kernel's raw params float (n, 4), columns as in ``kernels.strategies``)
+returns a ``BacktestResult``: the equity curve of every env from its
 first decision bar to the split's last bar, its fill records, how many bars it traded, its
 exposure and traded notional. The env's own rules apply unchanged (costs, fills at next open or
 close, risk rules); a bankrupt or breaker-stopped env stays as it ended. The env's buffers are
@@ -20,6 +22,7 @@ backtest on that column, e.g. a sweep over assets x parameters) needs the lean k
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from typing import NamedTuple
 
@@ -46,7 +49,7 @@ from kernels.step import FROZEN
 from kernels.strategies import N_STRATEGY_PARAM, N_STRATEGY_STATE, StrategyId, strategy_warmup
 from optrader.envs.vector import FILL_DTYPE, RANGE_ARG_NAMES, fill_records
 from optrader.metrics import check_equity, compute_metrics, exposure_turnover, round_trips
-from optrader.research_config import STRATEGY_PARAMS, check_param_value
+from optrader.research_config import STRATEGY_PARAMS, check_strategy_rows
 
 STRATEGIES = {name.lower(): code for name, code in StrategyId._asdict().items()}
 
@@ -82,7 +85,11 @@ def run_strategy(env, strategy: str, params, *, assets=None, fill_cap: int | Non
     Args:
         env: a data-mode TradingVectorEnv; one env per parameter row.
         strategy: a name of ``STRATEGIES``.
-        params: float (n, <= 4) kernel params, or (4,) for every env.
+        params: the strategy's parameters by name (``STRATEGY_SPECS``), every one given: a
+            mapping name -> a number (every env) or n numbers (one per env), or a DataFrame
+            with one column per parameter and n rows; or the kernel's params float (n, <= 4)
+            (columns as in ``kernels.strategies``; unused columns 0), or (4,) for every env.
+            Ranges and relations (e.g. fast < slow) are checked per env.
         assets: int (n,) the asset each env trades alone (a single-asset backtest on that
             column), or None: every env trades all assets.
         fill_cap: fill records kept per env (None: every possible one within FILL_BUFFER_BYTES).
@@ -102,7 +109,7 @@ def run_strategy(env, strategy: str, params, *, assets=None, fill_cap: int | Non
     kind = STRATEGIES[strategy]
     n = env.num_envs
     n_assets = env._n_assets
-    sparams = _kernel_params(params, n)
+    sparams = _kernel_params(strategy, params, n)
     sel = _check_assets(assets, n, n_assets, kind)
     _check_params(strategy, sparams, 1 if sel is not None else n_assets)
     lo, hi = env.split_range
@@ -418,9 +425,16 @@ def backtest_metrics(env, result: BacktestResult, *, periods_per_year: float,
     return frame, trades
 
 
-def _kernel_params(params, n: int) -> np.ndarray:
+def _kernel_params(name: str, params, n: int) -> np.ndarray:
+    """The kernel's params float64 (n, N_STRATEGY_PARAM) from named or raw parameters."""
+    if isinstance(params, Mapping) or hasattr(params, "columns"):
+        return _named_params(name, params, n)
     sparams = np.zeros((n, N_STRATEGY_PARAM))
-    p = np.asarray(params, dtype=np.float64)
+    try:
+        p = np.asarray(params, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"params: expected numbers (n, <= {N_STRATEGY_PARAM}) or a mapping of "
+                        f"parameter names, got {type(params).__name__}") from None
     if p.ndim == 1:
         p = np.broadcast_to(p, (n, p.shape[0]))
     if p.ndim != 2 or p.shape[0] != n or p.shape[1] > N_STRATEGY_PARAM:
@@ -429,6 +443,52 @@ def _kernel_params(params, n: int) -> np.ndarray:
     if not np.isfinite(p).all():
         raise ValueError("params: expected finite values, got NaN or inf")
     sparams[:, :p.shape[1]] = p
+    used = {spec.column for spec in STRATEGY_PARAMS[name]}
+    for col in range(N_STRATEGY_PARAM):
+        if col not in used and np.any(sparams[:, col] != 0.0):
+            r = int(np.argmax(sparams[:, col] != 0.0))
+            cols = ", ".join(f"{s.name}={s.column}" for s in STRATEGY_PARAMS[name]) or "none"
+            raise ValueError(f"params[:, {col}]: strategy {name!r} has no parameter in column "
+                             f"{col} (its columns: {cols}); expected 0, got "
+                             f"{sparams[r, col]:g} at params row {r}")
+    return sparams
+
+
+def _named_params(name: str, params, n: int) -> np.ndarray:
+    """Kernel params from a mapping (or DataFrame) of parameter name -> scalar or (n,) values."""
+    specs = STRATEGY_PARAMS[name]
+    known = [s.name for s in specs]
+    given = [str(k) for k in (params.columns if hasattr(params, "columns") else params.keys())]
+    missing = [k for k in known if k not in given]
+    unknown = [k for k in given if k not in known]
+    if missing or unknown:
+        parts = []
+        if unknown:
+            hints = []
+            for k in unknown:
+                close = difflib.get_close_matches(k, missing or known, n=1)
+                hints.append(f"{k!r} (did you mean {close[0]!r}?)" if close else repr(k))
+            parts.append(f"unknown {', '.join(hints)}")
+        if missing:
+            parts.append(f"missing {', '.join(map(repr, missing))}")
+        raise ValueError(f"params: strategy {name!r} takes {known or 'no parameters'}; "
+                         f"{'; '.join(parts)}")
+    if hasattr(params, "columns") and len(params) != n:
+        raise ValueError(f"params: expected {n} rows (one per env), got a DataFrame of "
+                         f"{len(params)} rows")
+    sparams = np.zeros((n, N_STRATEGY_PARAM))
+    for spec in specs:
+        raw = params[spec.name]
+        raw = raw.to_numpy() if hasattr(raw, "to_numpy") else raw
+        try:
+            v = np.asarray(raw, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"params[{spec.name!r}]: expected a number or {n} numbers, got "
+                            f"{raw!r}") from None
+        if v.ndim > 1 or (v.ndim == 1 and v.shape[0] != n):
+            raise ValueError(f"params[{spec.name!r}]: expected a number or {n} numbers (one "
+                             f"per env), got shape {v.shape}")
+        sparams[:, spec.column] = v
     return sparams
 
 
@@ -455,10 +515,10 @@ def _default_cap(n: int, n_steps: int, slots: int) -> int:
 
 
 def _check_params(name: str, p: np.ndarray, n_assets: int) -> None:
-    """Each used kernel param column against its kind (``STRATEGY_PARAMS``, the config's own
-    check)."""
-    for pname, col, _, kind in STRATEGY_PARAMS[name]:
-        for v in np.unique(p[:, col]):
-            check_param_value(f"params[:, {col}] ({pname})", kind, float(v))
+    """Every env's parameters against the strategy's table (``STRATEGY_SPECS``: ranges and
+    relations, the config's own check), naming the first offending params row."""
+    cols = [spec.column for spec in STRATEGY_PARAMS[name]]
+    check_strategy_rows(name, p[:, cols], lambda r: f"params row {r} (env {r})",
+                        prefix="params.")
     if name == "pairs" and n_assets < 2:
         raise ValueError(f"pairs: expected at least 2 assets, got {n_assets}")
