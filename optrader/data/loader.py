@@ -14,6 +14,7 @@ load's warnings, and has ``quality=None`` (the score is in the entry's meta.json
 from __future__ import annotations
 
 import dataclasses
+import functools
 import glob
 import logging
 import os
@@ -144,11 +145,19 @@ def file_config(data_cfg, data=None):
     fmt = _path_format(path, data_cfg.source if isinstance(data_cfg, FileDataConfig) else None)
     if isinstance(data_cfg, FileDataConfig):
         return dataclasses.replace(data_cfg, source=fmt, path=path)
-    cfg = FileDataConfig(source=fmt, path=path)
+    cfg = dataclasses.replace(_group_defaults(fmt), path=path)
     if data_cfg.source == "dataframe":
         cfg = dataclasses.replace(cfg, periods_per_year=data_cfg.periods_per_year,
                                   split=data_cfg.split)
     return cfg
+
+
+@functools.lru_cache(maxsize=2)
+def _group_defaults(fmt: str) -> FileDataConfig:
+    """The ``data=csv`` / ``data=parquet`` group exactly as composed from conf/data/*.yaml."""
+    from optrader.config import compose, load_spec
+
+    return load_spec(compose(overrides=[f"data={fmt}"])).data
 
 
 def _path_format(path: str, default: str | None) -> str:
