@@ -634,18 +634,22 @@ sim_reset_envs_nb = _compile(_sim_reset_envs, "sim_reset_envs_nb", parallel=Fals
 sim_reset_envs_par_nb = _compile(_sim_reset_envs, "sim_reset_envs_par_nb", parallel=True)
 
 
-def step_kernel_with_reward(custom_fn, parallel, simulation=False):
+def step_kernel_with_reward(custom_fn, parallel, simulation=False, cache_key=None):
     """The fused step (simulation mode's if ``simulation``) with ``custom_fn`` in the
     custom-reward slot.
 
-    Compiled on first call and not cached on disk: Numba cannot cache a kernel whose callee is
-    chosen at run time, so a custom reward costs one compile per process.
+    Numba keys its disk cache by a function's qualified name, not by the callees it links in,
+    so a build is cached only under a name unique to its reward: ``cache_key`` (a hex digest of
+    the reward's code and constants, made by ``optrader.envs.kernel_cache``). Without one the
+    build is compiled on first call in every process.
     """
+    suffix = f"_{cache_key}" if cache_key else ""
+    cache = bool(cache_key)
     range_globals = dict(_step_range.__globals__, custom_reward_nb=custom_fn)
-    range_nb = _compile(_step_range, "step_range_custom_nb", parallel=False, cache=False,
-                        globals_=range_globals)
+    range_nb = _compile(_step_range, "step_range_custom_nb" + suffix, parallel=False,
+                        cache=cache, globals_=range_globals)
     step_globals = dict(_step_range.__globals__, step_range_nb=range_nb)
     name = ("sim_" if simulation else "") + (
         "step_envs_par_custom_nb" if parallel else "step_envs_custom_nb")
-    return _compile(_sim_step_envs if simulation else _step_envs, name, parallel=parallel,
-                    cache=False, globals_=step_globals)
+    return _compile(_sim_step_envs if simulation else _step_envs, name + suffix,
+                    parallel=parallel, cache=cache, globals_=step_globals)
