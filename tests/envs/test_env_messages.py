@@ -188,3 +188,13 @@ def test_docs_list_every_risk_event_at_its_index():
     for doc in (section, readme):  # a column count, if stated, is the true one
         for count in re.findall(r"risk_events\W{0,3}\s*\(n, (\d+)\)", doc):
             assert int(count) == len(RISK_EVENT_NAMES)
+
+
+def test_per_env_inf_only_where_it_means_none():
+    """inf is "no cap" for execution.max_participation (null in the config); NaN never is."""
+    env = make_env(2, per_env={"execution.max_participation": [np.inf, 0.5]})
+    assert np.isinf(env._cost_params[0]).any()
+    with pytest.raises(ValueError, match=r"expected numbers, not NaN, got NaN for envs \[1\]"):
+        make_env(2, per_env={"execution.max_participation": [0.5, np.nan]})
+    with pytest.raises(ValueError, match=r"'execution.min_trade_value'.*finite"):
+        make_env(2, per_env={"execution.min_trade_value": [np.inf, 1.0]})
