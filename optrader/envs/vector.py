@@ -3,7 +3,8 @@
 All state is struct-of-arrays with env on axis 0 and lives in buffers allocated once here; a
 ``step`` checks the action in full (shape, dtype, range, finiteness) before writing anything, calls
 one kernel for the whole batch and returns the buffers (copied unless ``copy=False``). Every
-public call checks its inputs before it changes anything: a rejected call leaves the env as it was. See ``kernels/step.py`` for the timing convention.
+public call checks its inputs before it changes anything: a rejected call leaves the env as it
+was. See ``kernels/step.py`` for the timing convention.
 
 Info keys (``env.info: full``): ``equity``, ``cash``, ``drawdown``, ``cost`` float64 (n,),
 ``position`` float64 (n, A) units, ``bar`` int64 (n,), each with a Gymnasium ``_key`` mask;
