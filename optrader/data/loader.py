@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import glob
 import logging
 import os
 import time
@@ -161,13 +160,16 @@ def _group_defaults(fmt: str) -> FileDataConfig:
 
 
 def _path_format(path: str, default: str | None) -> str:
-    """``parquet`` or ``csv`` for a path by its suffix, its files' suffixes, or ``default``."""
+    """``parquet`` or ``csv`` for a path by its suffix, its files' suffixes, or ``default``;
+    a path that names nothing raises what ``load_files`` raises for it."""
     p = Path(path)
-    if p.is_dir() or any(ch in path for ch in "*?["):
-        if default is not None:
-            return default
-        if not p.is_dir() and not glob.glob(path, recursive=True):
-            raise DataFileNotFound(f"data: {path}: glob matched nothing")
+    pattern = any(ch in path for ch in "*?[")
+    if not pattern:
+        _check_paths_exist([path])
+    if p.is_dir() or pattern:
+        fmt = default or _format_of(p, None)  # "bars/*.csv" names its format
+        if fmt is not None:
+            return fmt
         fmts = {_format_of(f, None) for f, _ in source_files(path, None)} - {None}
         if len(fmts) != 1:
             raise DataError(f"data: {path}: expected .parquet or .csv files, found "

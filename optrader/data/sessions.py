@@ -182,7 +182,7 @@ def describe_weekdays(weekdays) -> str:
 def _sorted_unique(x: np.ndarray) -> np.ndarray:
     """Ascending distinct values (no sort when already ascending, as most feeds are)."""
     if x.size > 1 and not (x[1:] >= x[:-1]).all():
-        x = np.sort(x)
+        x = np.sort(pd.unique(x))  # hash out the repeats of a long frame first: a smaller sort
     return x[np.concatenate(([True], x[1:] != x[:-1]))] if x.size else x
 
 

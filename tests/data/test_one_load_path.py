@@ -137,6 +137,16 @@ def test_a_missing_path_is_the_same_error_everywhere(tmp_path):
     assert str(path) in message and "no such file or directory" in message
 
 
+@pytest.mark.parametrize("name", ["nothing-*.csv", "nothing-*", "empty_dir", "absent_dir/x"])
+def test_a_path_that_names_nothing_is_the_same_error_everywhere(tmp_path, name):
+    (tmp_path / "empty_dir").mkdir()
+    path = tmp_path / name
+    errors = {outcome(["data=csv", f"data.path={path}"]), outcome(data=str(path))}
+    assert len(errors) == 1, errors
+    kind, message = errors.pop()
+    assert issubclass(kind, DataError) and str(path) in message
+
+
 def test_a_directory_of_files_loads_by_its_files_format(tmp_path):
     df = frame()
     folder = tmp_path / "bars"
