@@ -144,7 +144,7 @@ def annualisation_for(spec, market=None) -> Annualisation:
         return Annualisation(_positive(data.periods_per_year), "synthetic",
                              f"data.periods_per_year of the {what} (its bar length)")
     calendar = getattr(getattr(data, "calendar", None), "name", None)
-    if calendar == "always_open":
+    if calendar in ("auto", "always_open"):  # auto (the default): inferred, so unnamed
         calendar = None
     return infer_periods_per_year(market.timestamps, calendar)
 
