@@ -18,7 +18,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from optrader.data.market import OHLCV, DataError, mixed_timezones, no_shared_timestamps
+from optrader.data.checks import OHLCV, DataError, mixed_timezones, no_shared_timestamps
 
 _RESERVED = ("timestamp", "symbol", *OHLCV, "spread")
 

@@ -47,7 +47,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from optrader.data.market import OHLCV, DataError, mixed_timezones
+from optrader.data.checks import OHLCV, DataError, mixed_timezones
 
 __all__ = ["read_bars", "write_canonical"]
 

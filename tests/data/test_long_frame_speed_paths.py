@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from optrader.data import DataError, from_arrays, from_dataframe
-from optrader.data.market import no_shared_timestamps, validate_bars
+from optrader.data.checks import no_shared_timestamps, validate_bars
 
 OHLCV = ("open", "high", "low", "close", "volume")
 SOURCE = "DataFrame"
