@@ -36,6 +36,7 @@ from kernels.enums import (
     N_RISK_PARAM,
     NO_ORDER,
     Account,
+    BarField,
     Clock,
     CostParam,
     FillPrice,
@@ -473,10 +474,33 @@ class TradingVectorEnv(VectorEnv):
                 arr = (1.0 + arr) ** (1.0 / ppy) - 1.0
             writes.append((getattr(self, target), (slice(None), column), arr))
             events = True
+        if not self._simulation:
+            cap = next((arr for target, index, arr in writes if target is self._cost_params
+                        and index[1] == CostParam.MAX_PARTICIPATION),
+                       self._cost_params[:, CostParam.MAX_PARTICIPATION])
+            self._check_volume_for_cap(cap)
         # everything is checked: now write
         for target, index, values in writes:
             target[index] = values
         self._events_possible |= events
+
+    def _check_volume_for_cap(self, cap: np.ndarray) -> None:
+        """Refuse a participation cap on an asset that traded no volume in the split: every
+        order would be cut to nothing, and an agent would silently never trade (FX and index
+        feeds often carry no volume)."""
+        if not np.isfinite(cap).any():
+            return
+        lo, hi = self.split_range
+        volume = self._bars[BarField.VOLUME, lo:hi]
+        dead = np.flatnonzero(~(volume > 0.0).any(axis=0))
+        if dead.size:
+            names = [self.market.symbols[a] for a in dead[:5]]
+            raise ValueError(
+                f"data: {names} traded zero volume on every bar of bars {lo}..{hi - 1}, so "
+                f"execution.max_participation={float(cap[np.isfinite(cap)][0])!r} (a cap on the "
+                f"bar's volume) would never let an order fill; set "
+                f"execution.max_participation=null to ignore volume (feeds without volume, such "
+                f"as most FX quotes), or load a volume column")
 
     def drain_fills(self) -> np.ndarray:
         """Fills of the last step as a structured array (needs ``execution.record_fills``).
