@@ -75,6 +75,7 @@ def run_backtest(cfg: DictConfig, data=None, out_dir: str | Path | None = None,
     """
     import optrader
     from optrader.data import load_market
+    from optrader.data.loader import file_config
 
     spec = load_spec(cfg)  # everything is validated before any work starts
     if spec.env.mode != "backtest":
@@ -97,6 +98,12 @@ def run_backtest(cfg: DictConfig, data=None, out_dir: str | Path | None = None,
             log.warning("backtest.per_asset is ignored for a checkpoint: its policy trades the "
                         "assets it was trained on")
     market = load_market(spec.data, data)  # loaded once; the env shares it
+    data_cfg = file_config(spec.data, data)
+    if data_cfg is not spec.data:  # a path splits as data=csv|parquet data.path=PATH would
+        plain = OmegaConf.to_container(run_cfg, resolve=True)
+        plain["data"] = OmegaConf.to_container(OmegaConf.structured(data_cfg))
+        run_cfg = OmegaConf.create(plain)
+        spec = load_spec(run_cfg)
     # fills are part of every result; the per-step info dicts are not read
     run_cfg = OmegaConf.merge(run_cfg, {"execution": {"record_fills": True}})
     env_cfg = OmegaConf.merge(run_cfg, {"env": {"info": "none"}})

@@ -265,3 +265,22 @@ def test_over_the_memory_budget_nothing_runs_or_is_written(tmp_path):
     with pytest.raises(ValueError, match=r"10 envs .*backtest\.memory_budget_mb"):
         run_backtest(cfg, out_dir=tmp_path / "run", progress=False, show=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_path_given_to_run_backtest_splits_as_the_file_config_would(tmp_path):
+    """run_backtest(cfg, data=PATH) and make_vec(data=PATH) take the same data=csv split."""
+    import optrader
+    from optrader.backtest.cli import run_backtest
+
+    idx = pd.bdate_range("2020-01-01", periods=400)
+    close = 100 + np.cumsum(np.random.default_rng(0).normal(size=400))
+    path = tmp_path / "bars.csv"
+    pd.DataFrame({"date": idx, "open": close, "high": close + 1, "low": close - 1,
+                  "close": close, "volume": 1e6}).to_csv(path, index=False)
+    cfg = optrader.compose(env="backtest", overrides=["strategy=buy_and_hold"])
+    out = run_backtest(cfg, data=str(path), progress=False, show=False)
+    env = optrader.make_vec(cfg, num_envs=1, data=str(path))
+    lo, hi = env.split_range
+    assert hi - lo < 400  # the csv group's train split, not every bar
+    assert len(out["timestamps"]) == hi - lo - env.config.observation.window + 1
+    assert out["timestamps"][-1] == env.market.timestamps[hi - 1]
