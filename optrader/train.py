@@ -8,6 +8,11 @@ random actions and buy-and-hold on the same held-out episode starts.
 Outputs in the Hydra run dir: ``config.yaml`` (the resolved config), ``policy.npz`` (see
 ``optrader.agents.es.save_checkpoint``), ``metrics.json`` and Hydra's ``train.log``.
 
+Compile time: Numba compiles the kernels on their first use (once per machine, then they load
+from its disk cache); ``optrader.compile_status`` shows that on stderr while it happens, and
+``train_seconds`` and ``env_steps_per_second`` leave it out (``compile_s`` and ``cache_load_s``
+report it), so a first run and a cached run report the same throughput.
+
 Episode seeds: training resets draw seeds in [0, EVAL_SEED_BASE) from the agent's generator;
 evaluation uses EVAL_SEED_BASE + seed (+ round), so evaluation episodes never reuse a training
 reset seed. They still start on the bars training saw (the env has no train/test split of bars),
@@ -43,6 +48,7 @@ from optrader.agents.es import (
 )
 from optrader.annualisation import annualisation_for
 from optrader.cli_errors import HydraCommand
+from optrader.compile_status import CompileWatch
 from optrader.config import ConfigError, available, config_dir, load_spec
 
 log = logging.getLogger(__name__)
@@ -68,6 +74,11 @@ def train(cfg: DictConfig, data=None, progress: bool = True,
         The metrics written to metrics.json, plus ``params`` (float64 (n_params,), the trained
         theta) and ``policy`` (its ``Policy``).
     """
+    with CompileWatch(show=progress) as watch:
+        return _train(cfg, data, progress, out_dir, watch)
+
+
+def _train(cfg: DictConfig, data, progress: bool, out_dir, watch: CompileWatch) -> dict[str, Any]:
     import optrader
 
     t_start = time.perf_counter()
@@ -85,8 +96,8 @@ def train(cfg: DictConfig, data=None, progress: bool = True,
 
     history: list[dict[str, Any]] = []
     used = 0
-    t_train = time.perf_counter()
-    with _Progress(agent.budget_steps, progress) as bar:
+    # the loop's seconds leave out Numba compiling and cache loads (first use of each kernel)
+    with _Progress(agent.budget_steps, progress, watch) as bar, watch.span() as loop:
         while used < agent.budget_steps:
             population = es.ask()
             reset_seed = int(es.rng.integers(EVAL_SEED_BASE))
@@ -94,12 +105,12 @@ def train(cfg: DictConfig, data=None, progress: bool = True,
                                              reset_seed, paired=True)
             stats = es.tell(fitness)
             used += steps
-            elapsed = time.perf_counter() - t_train
+            elapsed = max(loop.elapsed(), 1e-9)
             history.append({"generation": es.generation, "env_steps": used,
                             "seconds": round(elapsed, 4),
                             **{k: round(v, 6) for k, v in stats.items()}})
             bar.update(used, used / elapsed, stats["mean_return"])
-    train_seconds = time.perf_counter() - t_train
+    train_seconds = max(loop.seconds, 1e-9)
 
     eval_seed = EVAL_SEED_BASE + spec.seed
     results = _evaluate_all(env, es.theta, policy, agent.eval_episodes, eval_seed)
@@ -131,6 +142,7 @@ def train(cfg: DictConfig, data=None, progress: bool = True,
         "wall_seconds": round(time.perf_counter() - t_start, 3),
         "train_seconds": round(train_seconds, 3),
         "env_steps_per_second": round(used / train_seconds, 1),
+        **loop.summary(),  # compile_s, cache_load_s: the loop's, not in train_seconds
         "final_mean_return": history[-1]["mean_return"],
         "policy": {"kind": policy.kind, "obs_dim": policy.obs_dim, "act_dim": policy.act_dim,
                    "hidden": policy.hidden, "n_params": policy.n_params},
@@ -141,8 +153,9 @@ def train(cfg: DictConfig, data=None, progress: bool = True,
         "annualisation": annualisation_for(spec, env.market).as_dict(),
         "history": history,
     }
-    log.info("%d env-steps in %.1f s (%.0f env-steps/s); eval mean return: %s", used,
-             train_seconds, used / train_seconds,
+    log.info("%d env-steps in %.1f s (%.0f env-steps/s; not counted: compile %.1f s, cache "
+             "loads %.1f s); eval mean return: %s", used, train_seconds, used / train_seconds,
+             loop.compile_s, loop.cache_load_s,
              ", ".join(f"{k} {v.mean():+.4f}" for k, v in results.items()))
     if held_out is not None:
         log.info("held-out market (data.seed=%d) eval mean return: %s", held_out["data_seed"],
@@ -171,12 +184,16 @@ def _summaries(results: dict[str, np.ndarray]) -> dict[str, Any]:
 
 class _Progress:
     """A rich bar of env-steps with env-steps/s and the mean return; plain log lines when
-    disabled or not on a terminal (CI)."""
+    disabled or not on a terminal (CI). The bar's label shows the compile status of ``watch``."""
 
-    def __init__(self, total: int, enabled: bool):
+    def __init__(self, total: int, enabled: bool, watch: CompileWatch):
+        from contextlib import ExitStack
+
         from rich.console import Console
 
         self.total = total
+        self.watch = watch
+        self._stack = ExitStack()
         self.console = Console(stderr=True)
         self.live = enabled and self.console.is_terminal
         self._next_log = 0.1
@@ -190,26 +207,31 @@ class _Progress:
             )
 
             self.progress = Progress(
-                TextColumn("[bold]ES"), BarColumn(bar_width=24),
+                TextColumn("[bold]{task.description}"), BarColumn(bar_width=24),
                 TextColumn("{task.fields[steps]} env-steps"),
                 TextColumn("{task.fields[sps]:.2f}M/s"),
                 TextColumn("return {task.fields[ret]:+.4f}"),
                 TimeElapsedColumn(), TimeRemainingColumn(), console=self.console,
                 refresh_per_second=4)
-            self.task = self.progress.add_task("train", total=total, steps=_millions(0, total),
+            self.task = self.progress.add_task("ES", total=total, steps=_millions(0, total),
                                                sps=0.0, ret=0.0)
 
     def __enter__(self):
         if self.live:
             self.progress.start()
+            self._stack.callback(self.progress.stop)
+            self._stack.enter_context(self.watch.shown_in(self._status))
         return self
 
     def __exit__(self, *exc):
-        if self.live:
-            self.progress.stop()
+        self._stack.close()
         return False
 
+    def _status(self, text: str | None) -> None:
+        self.progress.update(self.task, description=f"ES: {text}" if text else "ES")
+
     def update(self, steps: int, sps: float, mean_return: float) -> None:
+        self.watch.settle()  # plain output: the seconds of a compile that just ended
         if self.live:
             self.progress.update(self.task, completed=min(steps, self.total),
                                  steps=_millions(steps, self.total), sps=sps / 1e6,
@@ -243,8 +265,9 @@ def main(cfg: DictConfig) -> None:
     metrics = train(cfg, progress=True, out_dir=out_dir)
     names = ("trained", "random", "buy_and_hold")
     lines = [f"optrader.train: {metrics['env_steps']} env-steps in "
-             f"{metrics['train_seconds']:.1f} s ({metrics['env_steps_per_second']:,.0f}/s); "
-             f"outputs in {out_dir}"]
+             f"{metrics['train_seconds']:.1f} s ({metrics['env_steps_per_second']:,.0f}/s; not "
+             f"counted: compile {metrics['compile_s']:.1f} s, cache loads "
+             f"{metrics['cache_load_s']:.1f} s); outputs in {out_dir}"]
     for title, ev in (("held-out seeds", metrics["eval"]),
                       ("held-out market", metrics["eval_held_out_market"]),
                       ("validation split", metrics["eval_validation_split"])):

@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +44,7 @@ from optrader.checkpoints import (
     override_keys,
 )
 from optrader.cli_errors import HydraCommand
+from optrader.compile_status import CompileWatch
 from optrader.config import ConfigError, config_dir, load_spec
 from optrader.metrics import METRIC_NAMES, compute_metrics, round_trips
 from optrader.rollouts import Rollout, play_episodes
@@ -147,6 +147,12 @@ def validate(cfg: DictConfig, data=None, out_dir: str | Path | None = None,
         The contents of validation.json (``passed``, ``gates``, ``summary``, the settings) plus
         ``tables``: ``{"episodes": DataFrame, "summary": DataFrame}``.
     """
+    # with progress, Numba's first-use compiling is shown on stderr (optrader.compile_status)
+    with CompileWatch(show=progress) as watch:
+        return _validate(cfg, data, out_dir, progress, overrides, watch)
+
+
+def _validate(cfg, data, out_dir, progress, overrides, watch) -> dict[str, Any]:
     import pandas as pd
 
     ckpt_path, merged, taken, train_cfg = run_config(cfg, overrides)
@@ -174,13 +180,14 @@ def validate(cfg: DictConfig, data=None, out_dir: str | Path | None = None,
     ppy = annualisation.periods_per_year
     frames = []
     for name, actor in actors.items():
-        t0 = time.perf_counter()
-        frame = episode_metrics(env, run_episodes(env, actor, starts, seed), starts, ppy,
-                                spec.metrics.risk_free)
+        with watch.span() as run:  # its seconds leave out compiling and cache loads
+            frame = episode_metrics(env, run_episodes(env, actor, starts, seed), starts, ppy,
+                                    spec.metrics.risk_free)
         frames.append(frame.assign(policy=name)[["policy", *frame.columns]])
         if progress:
+            watch.settle()
             log.info("%s: %d episodes in %.2f s, mean total return %+.4f", name, len(starts),
-                     time.perf_counter() - t0, frame["total_return"].mean())
+                     run.seconds, frame["total_return"].mean())
     lo, hi = env.split_range
     env.close()
 

@@ -12,6 +12,10 @@ keys, ``optrader.checkpoints``), load the market once, then either
 then metrics per env, the files of ``outputs`` in the run dir, and a table of the top
 ``backtest.top_n`` envs by ``backtest.rank_by``.
 
+Throughput (``seconds``, ``bar_columns_per_second``) leaves out the time Numba spends compiling
+kernels on their first use or loading them from its disk cache (``compile_s``,
+``cache_load_s``; ``optrader.compile_status`` shows the compiling on a terminal or on stderr).
+
 Command-line sweeps on ``strategy.*`` keys (``strategy.fast=5,10,20``,
 ``'strategy.fast=range(5,30,5)'``) are rewritten to Hydra lists before Hydra parses them, so the
 whole grid is one batch of envs in one process. Sweeps over anything else are refused unless
@@ -23,7 +27,6 @@ from __future__ import annotations
 import difflib
 import logging
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -39,6 +42,7 @@ from optrader.backtest.outputs import write_outputs
 from optrader.backtest.runner import backtest_metrics, pad_stopped, run_strategy
 from optrader.checkpoints import checkpoint_config, describe_taken
 from optrader.cli_errors import VALUE_FLAGS, HydraCommand
+from optrader.compile_status import CompileWatch
 from optrader.config import ConfigError, config_dir, load_spec
 from optrader.metrics import LOWER_IS_BETTER
 from optrader.research_config import STRATEGY_PARAMS, kernel_params, strategy_grid
@@ -73,6 +77,11 @@ def run_backtest(cfg: DictConfig, data=None, out_dir: str | Path | None = None,
         ``timestamps`` int64 (T+1,) UTC ns, ``table`` (the printed top-N rows), ``summary``
         (backtest.json), ``paths`` (name -> Path written), ``result`` (the BacktestResult).
     """
+    with CompileWatch(show=progress) as watch:
+        return _run_backtest(cfg, data, out_dir, progress, overrides, show, watch)
+
+
+def _run_backtest(cfg, data, out_dir, progress, overrides, show, watch) -> dict[str, Any]:
     import optrader
     from optrader.data import load_market
     from optrader.data.loader import file_config
@@ -117,8 +126,8 @@ def run_backtest(cfg: DictConfig, data=None, out_dir: str | Path | None = None,
             assets = np.repeat(np.arange(market.n_assets), grid.shape[0])
             grid = np.tile(grid, (market.n_assets, 1))
         env = optrader.make_vec(env_cfg, num_envs=grid.shape[0], data=market, copy=False)
-        with _Spinner(console, progress, f"{name}: {grid.shape[0]} envs"):
-            t0 = time.perf_counter()
+        with _Spinner(console, progress, f"{name}: {grid.shape[0]} envs", watch), \
+                watch.span() as run:
             try:
                 result = run_strategy(env, name, kernel_params(name, grid), assets=assets,
                                       fill_cap=bt.fill_cap or None,
@@ -128,19 +137,18 @@ def run_backtest(cfg: DictConfig, data=None, out_dir: str | Path | None = None,
                 if "fill_cap" not in str(exc):
                     raise
                 raise ValueError(f"{exc} (backtest.fill_cap=N)") from None
-            seconds = max(time.perf_counter() - t0, 1e-9)
         params = {p: grid[:, k] for k, p in enumerate(names)}
     else:
         name, names, params = "agent", (), None
         env = optrader.make_vec(env_cfg, num_envs=1, data=market, copy=False)
-        with _Bar(console, progress) as bar:
-            t0 = time.perf_counter()
+        with _Bar(console, progress, watch) as bar, watch.span() as run:
             try:
                 result = run_agent(env, ckpt_path, on_step=bar.update)
             except ValueError as exc:
                 prefix = "" if str(exc).startswith("agent.checkpoint") else "agent.checkpoint: "
                 raise ValueError(f"{prefix}{exc}") from None
-            seconds = max(time.perf_counter() - t0, 1e-9)
+    seconds = max(run.seconds, 1e-9)  # without compiling and cache loads
+    watch.settle()  # plain output: the seconds of the compiling that just ended
 
     n, n_steps = result.equity.shape[0], result.equity.shape[1] - 1
     annualisation = annualisation_for(spec, market)  # configured, synthetic or inferred
@@ -161,7 +169,9 @@ def run_backtest(cfg: DictConfig, data=None, out_dir: str | Path | None = None,
         "periods_per_year": ppy, "annualisation": annualisation.as_dict(),
         "risk_free": float(spec.metrics.risk_free),
         "n_envs": int(n), "n_steps": int(n_steps), "start": _iso(ts[0]), "end": _iso(ts[-1]),
-        "seconds": round(seconds, 6), "bar_columns_per_second": n * n_steps / seconds,
+        # seconds leaves out compile_s and cache_load_s: a cached run takes well under 1 ms
+        "seconds": round(seconds, 9), "bar_columns_per_second": n * n_steps / seconds,
+        "wall_seconds": round(run.wall, 9), **run.summary(),
         "per_asset": bool(bt.per_asset and ckpt_path is None),
         "checkpoint": str(ckpt_path) if ckpt_path is not None else None,
     }
@@ -209,11 +219,19 @@ def print_table(console, table, rank_by: str, summary: dict, out_dir) -> None:
     where = f"; outputs in {out_dir}" if out_dir is not None else ""
     console.print(f"{summary['n_envs']} envs x {summary['n_steps']} bars in "
                   f"{summary['seconds']:.3f} s: {summary['bar_columns_per_second']:,.0f} "
-                  f"bar-columns/s{where}")
+                  f"bar-columns/s{_jit_note(summary)}{where}")
     ann = summary.get("annualisation")
     if ann:  # what every annualised column above assumes
         console.print(f"annualised with {ann['periods_per_year']:,.6g} bars/year "
                       f"({ann['source']}: {ann['basis']})")
+
+
+def _jit_note(summary: dict) -> str:
+    """"" or " (not counted: compile 12.3 s, cache loads 0.4 s)" for the throughput line."""
+    parts = [f"{what} {summary[key]:.1f} s" for key, what in
+             (("compile_s", "compile"), ("cache_load_s", "cache loads"))
+             if summary.get(key, 0) >= 0.05]
+    return f" (not counted: {', '.join(parts)})" if parts else ""
 
 
 def _fmt(col: str, v, params) -> str:
@@ -243,27 +261,38 @@ def _console():
 
 
 class _Spinner:
-    """A rich status line while the kernel runs (terminal only)."""
+    """A rich status line while the kernel runs (terminal only), with ``watch``'s compile
+    status appended while Numba compiles."""
 
-    def __init__(self, console, enabled: bool, text: str):
+    def __init__(self, console, enabled: bool, text: str, watch: CompileWatch):
+        from contextlib import ExitStack
+
+        self.text, self.watch, self._stack = text, watch, ExitStack()
         self.status = console.status(text) if enabled and console.is_terminal else None
 
     def __enter__(self):
         if self.status is not None:
             self.status.start()
+            self._stack.callback(self.status.stop)
+            self._stack.enter_context(self.watch.shown_in(self._show))
         return self
 
     def __exit__(self, *exc):
-        if self.status is not None:
-            self.status.stop()
+        self._stack.close()
         return False
+
+    def _show(self, text: str | None) -> None:
+        self.status.update(f"{self.text}: {text}" if text else self.text)
 
 
 class _Bar:
-    """A rich progress bar of bars stepped (terminal only); ``update(done, total)``."""
+    """A rich progress bar of bars stepped (terminal only); ``update(done, total)``. Its label
+    shows ``watch``'s compile status while Numba compiles."""
 
-    def __init__(self, console, enabled: bool):
-        self.progress = None
+    def __init__(self, console, enabled: bool, watch: CompileWatch):
+        from contextlib import ExitStack
+
+        self.progress, self.watch, self._stack = None, watch, ExitStack()
         if enabled and console.is_terminal:
             from rich.progress import Progress
 
@@ -273,12 +302,16 @@ class _Bar:
     def __enter__(self):
         if self.progress is not None:
             self.progress.start()
+            self._stack.callback(self.progress.stop)
+            self._stack.enter_context(self.watch.shown_in(self._show))
         return self
 
     def __exit__(self, *exc):
-        if self.progress is not None:
-            self.progress.stop()
+        self._stack.close()
         return False
+
+    def _show(self, text: str | None) -> None:
+        self.progress.update(self.task, description=f"agent: {text}" if text else "agent")
 
     def update(self, done: int, total: int) -> None:
         if self.progress is not None and (done % 256 == 0 or done == total):

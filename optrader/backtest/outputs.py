@@ -35,8 +35,8 @@ TIMESTAMP = pa.timestamp("ns", tz="UTC")
 LEADING_COLUMNS = ("env", "strategy", "asset")
 SUMMARY_KEYS = ("strategy", "params", "rank_by", "periods_per_year", "annualisation",
                 "risk_free", "n_envs",
-                "n_steps", "start", "end", "seconds", "bar_columns_per_second", "per_asset",
-                "checkpoint")
+                "n_steps", "start", "end", "seconds", "bar_columns_per_second", "wall_seconds",
+                "compile_s", "cache_load_s", "per_asset", "checkpoint")
 FILE_NAMES = {"metrics": "metrics.parquet", "equity": "equity.parquet",
               "trades": "trades.parquet", "summary": "backtest.json", "config": "config.yaml"}
 
