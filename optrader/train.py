@@ -67,7 +67,8 @@ def train(cfg: DictConfig, data=None, progress: bool = True,
     Args:
         cfg: composed config with an ``env`` mode; ``agent`` holds the ES settings.
         data: market data for ``optrader.make_vec`` (None: the configured source).
-        progress: show a rich progress bar (only on a terminal; otherwise log every ~10%).
+        progress: show a rich progress bar (only on a terminal; otherwise log every ~10%) and
+            the status while Numba compiles (``optrader.compile_status``; stderr).
         out_dir: if given, write config.yaml, policy.npz and metrics.json there.
 
     Returns:

@@ -139,7 +139,8 @@ def validate(cfg: DictConfig, data=None, out_dir: str | Path | None = None,
         data: market data for ``optrader.make_vec`` (None: the configured source).
         out_dir: if given, write episodes.parquet, summary.parquet, validation.json and
             config.yaml there.
-        progress: log each policy's episodes as they finish.
+        progress: log each policy's episodes as they finish; show the status while Numba
+            compiles (``optrader.compile_status``, stderr).
         overrides: the override strings ``cfg`` was composed with: their keys win over the
             checkpoint's config.yaml. None: the keys where ``cfg`` differs from the defaults.
 

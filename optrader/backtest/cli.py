@@ -64,7 +64,8 @@ def run_backtest(cfg: DictConfig, data=None, out_dir: str | Path | None = None,
         cfg: composed config in backtest mode (``optrader.compose(env="backtest", ...)``).
         data: market data for ``optrader.make_vec`` (None: the configured source).
         out_dir: if given, write the files of ``optrader.backtest.outputs`` there.
-        progress: a spinner (strategy) or progress bar (agent) on a terminal.
+        progress: a spinner (strategy) or progress bar (agent) on a terminal, and the status
+            while Numba compiles (``optrader.compile_status``; stderr off a terminal).
         overrides: the override strings ``cfg`` was composed with; with a checkpoint, their
             keys win over the groups taken from its run config
             (``optrader.checkpoints.checkpoint_config``). None: the keys where ``cfg`` differs

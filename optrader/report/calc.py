@@ -22,7 +22,8 @@ BAR_METRICS = frozenset({"max_dd_duration", "avg_trade_bars"})
 COUNT_METRICS = frozenset({"n_trades", "max_consec_losses"})
 MONTHLY_MAX_YEARS = 15  # longer histories show yearly returns (a row per decade) instead
 _SI = ((1e12, "T"), (1e9, "G"), (1e6, "M"))
-RUN_UNITS = {"seconds": " s", "bar_columns_per_second": "/s"}  # backtest.json keys with units
+RUN_UNITS = {"seconds": " s", "wall_seconds": " s", "compile_s": " s", "cache_load_s": " s",
+             "bar_columns_per_second": "/s"}  # backtest.json keys with units
 
 
 def drawdown(equity: pd.Series) -> pd.Series:
