@@ -139,10 +139,13 @@ def annualisation_for(spec, market=None) -> Annualisation:
     if ppy > 0.0:
         return configured(ppy)
     data = spec.data
-    if data.source == "synthetic" or market is None:
+    # synthetic: the generator's own bars (a DataFrame passed over the synthetic default is not)
+    if market is None or (data.source == "synthetic" and market.source == "synthetic market"):
         what = "simulation mode" if market is None else "synthetic market"
         return Annualisation(_positive(data.periods_per_year), "synthetic",
                              f"data.periods_per_year of the {what} (its bar length)")
+    if data.source != "synthetic" and data.periods_per_year > 0.0:  # set for the file data
+        return configured(data.periods_per_year, "data.periods_per_year")
     calendar = getattr(getattr(data, "calendar", None), "name", None)
     if calendar in ("auto", "always_open"):  # auto (the default): inferred, so unnamed
         calendar = None

@@ -311,13 +311,13 @@ class SyntheticDataConfig:
 class DataFrameDataConfig:
     source: str = "dataframe"
     path: Any = None  # a Parquet or CSV file, or None when a DataFrame is passed
-    periods_per_year: float = 252.0
+    periods_per_year: float = 0.0  # bars per year; 0: inferred from the bar timestamps
     split: SplitConfig = field(default_factory=SplitConfig)
 
     def check(self, key: str) -> None:
         if self.path is not None and not isinstance(self.path, (str, os.PathLike)):
             raise ConfigError(f"{key}.path: expected a file path or null, got {self.path!r}")
-        _positive(f"{key}.periods_per_year", self.periods_per_year)
+        _at_least(f"{key}.periods_per_year", self.periods_per_year, 0.0)  # 0: inferred
         self.split.check(f"{key}.split")
 
 
@@ -337,7 +337,7 @@ class FileDataConfig:
     extra_columns: tuple = ()  # extra numeric columns to load (MarketData.extra)
     align: str = "intersection"  # intersection | union (a tradable mask where a symbol has no bar)
     resample: Any = None  # null, or a coarser bar such as "1h" (OHLCV-correct aggregation)
-    periods_per_year: float = 252.0
+    periods_per_year: float = 0.0  # bars per year; 0: inferred from the bar timestamps
     calendar: CalendarConfig = field(default_factory=CalendarConfig)
     split: SplitConfig = field(default_factory=lambda: SplitConfig(train=0.7, validation=0.15))
     quality: QualityConfig = field(default_factory=QualityConfig)
@@ -359,7 +359,7 @@ class FileDataConfig:
         if self.resample is not None and not isinstance(self.resample, str):
             raise ConfigError(f"{key}.resample: expected null or a bar size like '1h', got "
                               f"{self.resample!r}")
-        _positive(f"{key}.periods_per_year", self.periods_per_year)
+        _at_least(f"{key}.periods_per_year", self.periods_per_year, 0.0)  # 0: inferred
         self.calendar.check(f"{key}.calendar")
         self.split.check(f"{key}.split")
         self.quality.check(f"{key}.quality")

@@ -111,3 +111,34 @@ def test_entry_points_infer_from_the_data_not_252():
         "periods_per_year": 1000.0, "source": "configured", "basis": "metrics.periods_per_year"}
     synthetic = load_spec(optrader.compose("training", ["data.periods_per_year=365"]))
     assert annualisation_for(synthetic, None).source == "synthetic"
+
+
+def test_file_data_periods_per_year_is_inferred_for_the_env_and_the_metrics(tmp_path):
+    """data.periods_per_year: 0 (the file groups' default) is read off the bars, so the env's
+    per-bar conversions (borrow, cash rate, vol targets) use the same year as the metrics."""
+    import pandas as pd
+
+    import optrader
+    from kernels.enums import CostParam
+    from optrader.annualisation import annualisation_for
+    from optrader.config import load_spec
+
+    idx = pd.date_range("2024-01-01", periods=24 * 60, freq="h", tz="UTC")
+    idx = idx[idx.day_of_week < 5]  # FX: 24 hours on weekdays
+    close = 1.1 + 0.001 * np.sin(np.arange(len(idx)) / 9.0)
+    frame = pd.DataFrame({"open": close, "high": close * 1.001, "low": close * 0.999,
+                          "close": close, "volume": 1e6}, index=idx)
+    path = tmp_path / "eurusd.csv"
+    frame.rename_axis("timestamp").to_csv(path)
+    cfg = optrader.compose(env="training", overrides=["execution.borrow_bps_annual=100"])
+    for data in (frame, str(path)):
+        envs = optrader.make_vec(cfg, num_envs=1, data=data)
+        assert envs.market.periods_per_year == 260 * 24
+        assert annualisation_for(envs.config, envs.market).periods_per_year == 260 * 24
+        assert envs._cost_params[0, CostParam.BORROW_PER_BAR] == 100e-4 / (260 * 24)
+    fixed = optrader.compose(env="training", overrides=["data=csv", f"data.path={path}",
+                                                         "data.periods_per_year=252"])
+    envs = optrader.make_vec(fixed, num_envs=1)
+    assert envs.market.periods_per_year == 252
+    ann = annualisation_for(load_spec(fixed), envs.market)
+    assert (ann.periods_per_year, ann.source) == (252, "configured")

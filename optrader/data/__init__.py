@@ -49,8 +49,9 @@ def load_market(data_cfg, data=None) -> MarketData:
     """Resolve the ``data`` argument (MarketData, DataFrame, path or None) against the config."""
     if isinstance(data, MarketData):
         return data
-    if isinstance(data, pd.DataFrame):
-        return from_dataframe(data, data_cfg.periods_per_year)
+    if isinstance(data, pd.DataFrame):  # the synthetic group's periods_per_year is its own
+        return from_dataframe(data, None if data_cfg.source == "synthetic"
+                              else data_cfg.periods_per_year)
     if data is not None and not isinstance(data, (str, Path)):
         raise TypeError(f"data: expected a pandas DataFrame, a path, MarketData or None, got "
                         f"{type(data).__name__}")

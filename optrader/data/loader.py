@@ -28,7 +28,13 @@ from optrader.data import cache as cache_mod
 from optrader.data.align import align
 from optrader.data.calendar import MissingCalendarPackage, TradingCalendar
 from optrader.data.io import _format_of, read_bars, source_files
-from optrader.data.market import OHLCV, DataError, MarketData, from_arrays
+from optrader.data.market import (
+    OHLCV,
+    DataError,
+    MarketData,
+    from_arrays,
+    inferred_periods_per_year,
+)
 from optrader.data.quality import check_or_raise, quality_report
 from optrader.data.resample import parse_rule, resample
 from optrader.data.sessions import Expected, describe_weekdays, expected_bars
@@ -264,7 +270,8 @@ def build_market(cfg) -> MarketData:
                     source, int(off.sum()), off.size, _calendar_name(cfg, calendar),
                     ", ".join(str(t) for t in first))
     return from_arrays(*aligned.bars, timestamps=aligned.timestamps, symbols=aligned.symbols,
-                       periods_per_year=cfg.periods_per_year, source=source,
+                       periods_per_year=cfg.periods_per_year or inferred_periods_per_year(
+                           aligned.timestamps, cfg.calendar.name), source=source,
                        spread=aligned.spread, tradable=aligned.tradable, day=day,
                        extra=aligned.extra, quality=report)
 

@@ -121,6 +121,9 @@ def _from_bars(bars: np.ndarray, timestamps, symbols, periods_per_year: float, s
     if timestamps is None:
         timestamps = np.arange(n_bars, dtype=np.int64) * 86_400 * 10**9
     timestamps = np.ascontiguousarray(timestamps, dtype=np.int64)
+    if periods_per_year is None or (isinstance(periods_per_year, (int, float))
+                                    and periods_per_year == 0 and n_bars >= 2):
+        periods_per_year = inferred_periods_per_year(timestamps)
     symbols = tuple(symbols) if symbols is not None else tuple(f"asset{a}" for a in range(n_assets))
     bars.setflags(write=False)
     timestamps.setflags(write=False)
@@ -141,12 +144,13 @@ def _from_bars(bars: np.ndarray, timestamps, symbols, periods_per_year: float, s
                       extra, quality, source)
 
 
-def from_dataframe(df: pd.DataFrame, periods_per_year: float = 252.0,
+def from_dataframe(df: pd.DataFrame, periods_per_year: float | None = None,
                    source: str = "DataFrame") -> MarketData:
     """Wide single-asset (DatetimeIndex + OHLCV) or long (``symbol`` column) bars.
 
     Column names match case-insensitively; a ``timestamp``/``date``/``time`` column may stand in
     for the index. Long frames are aligned on the timestamps every symbol has (intersection).
+    ``periods_per_year`` None or 0: inferred from the bar spacing (``optrader.annualisation``).
     """
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"data: expected a pandas DataFrame, a path or None, got "
@@ -413,7 +417,7 @@ def _numeric(df: pd.DataFrame, name: str, source: str) -> np.ndarray:
                         f"bad values at rows {rows.tolist()}") from None
 
 
-def from_path(path, periods_per_year: float = 252.0) -> MarketData:
+def from_path(path, periods_per_year: float | None = None) -> MarketData:
     """Bars from a Parquet or CSV file (pyarrow); the file is only read, never written."""
     p = Path(path)
     if not p.exists():
@@ -432,3 +436,17 @@ def from_path(path, periods_per_year: float = 252.0) -> MarketData:
     except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for a corrupt file
         raise DataError(f"data: cannot read {p}: {type(exc).__name__}: {exc}") from None
     return from_dataframe(df, periods_per_year, source=str(p))
+
+
+def inferred_periods_per_year(timestamps, calendar: str | None = None) -> float:
+    """Bars per year read off int64 ns ``timestamps`` (and a calendar name, if any): the value a
+    data config's ``periods_per_year: 0`` stands for (``optrader.annualisation``)."""
+    from optrader.annualisation import infer_periods_per_year
+
+    if calendar in ("auto", "always_open"):  # the default: the timestamps decide
+        calendar = None
+    try:
+        return infer_periods_per_year(timestamps, calendar).periods_per_year
+    except ValueError as exc:
+        raise DataError(f"data.periods_per_year: 0 asks to infer it from the bar timestamps, "
+                        f"which failed ({exc}); set it explicitly") from None

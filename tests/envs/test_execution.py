@@ -16,7 +16,9 @@ def step_const(env, weight, n=1):
 
 
 def test_borrow_cost_accrues_only_on_shorts():
-    env = make_env(3, [*ZERO, "execution.borrow_bps_annual=2520"])  # 10 bps a bar
+    # hourly 24/7 bars: periods_per_year is inferred as 8,766, so this is 10 bps a bar
+    env = make_env(3, [*ZERO, "execution.borrow_bps_annual=87660"])
+    assert env.market.periods_per_year == 8766.0
     env.reset(seed=0, options={"start_bars": np.array([10, 10, 10])})
     _, _, _, _, info = env.step(np.array([[-1.0], [0.0], [1.0]], dtype=np.float32))
     c = env.market.field("close")[info["bar"], 0]
@@ -29,7 +31,7 @@ def test_cash_interest_credits_positive_cash():
     env = make_env(1, [*ZERO, "execution.cash_rate_annual=0.05"])
     env.reset(seed=0)
     _, _, _, _, info = env.step(np.zeros((1, 1), dtype=np.float32))
-    per_bar = 1.05 ** (1 / 252) - 1
+    per_bar = 1.05 ** (1 / 8766) - 1  # hourly 24/7 bars: 365.25 x 24 a year (inferred)
     assert info["equity"][0] == pytest.approx(100_000 * (1 + per_bar), rel=1e-12)
 
 

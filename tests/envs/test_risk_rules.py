@@ -159,7 +159,9 @@ def test_vol_targeting_scales_weights_inversely_with_vol():
     sigma = env._series[1, 100, 0]  # SeriesField.SIGMA at the decision bar
     o = env.market.field("open")[101, 0]
     weights = info["position"][:, 0] * o / 100_000
-    expected = np.array([0.2, 0.1], dtype=np.float32).astype(float) * 5 * 0.1 / (sigma * np.sqrt(252))
+    ppy = 365.25 * 24  # hourly 24/7 bars, inferred (data.periods_per_year: 0)
+    assert env.market.periods_per_year == ppy
+    expected = np.array([0.2, 0.1], dtype=np.float32).astype(float) * 5 * 0.1 / (sigma * np.sqrt(ppy))
     np.testing.assert_allclose(weights, np.minimum(expected, 5), rtol=1e-9)
 
 
