@@ -10,6 +10,9 @@ Severities: ``error`` marks a row a simulator cannot use as is (duplicate, NaN/i
 non-positive price, high < low, open/close outside [low, high], negative volume, inf or negative
 spread, NaT timestamp) and a bar missing from an explicit grid; ``warning`` marks an unsorted row,
 a price jump, a zero-volume run, NaN/inf in an extra column and a gap against an inferred grid.
+A symbol whose volume is zero on every row is a feed without volume (most FX quotes), not a
+defect: it is reported as ``no_volume`` (a warning that marks no row, so the score is unchanged);
+the env then refuses a participation cap on it and names ``execution.max_participation=null``.
 
 Score (in [0, 1])::
 
@@ -36,7 +39,7 @@ from optrader.data.market import OHLCV, DataError
 
 ISSUE_KINDS = ("duplicate", "unsorted", "non_finite", "non_positive_price", "high_below_low",
                "outside_range", "negative_volume", "negative_spread", "zero_volume_run",
-               "price_jump", "missing_bars")
+               "no_volume", "price_jump", "missing_bars")
 ERROR, WARNING = "error", "warning"
 MAX_EXAMPLES = 10
 MAD_TO_SIGMA = 1.4826  # MAD of a normal sample x 1.4826 estimates its standard deviation
@@ -377,6 +380,14 @@ def _zero_volume_runs(col, pos, g, same, vol, min_run) -> None:
     length = ends - starts + 1
     keep = length >= min_run
     starts, ends, length = starts[keep], ends[keep], length[keep]
+    # a run over every row of its symbol: a feed without volume, reported but not scored
+    edge_of_symbol = np.concatenate(([True], ~same, [True]))  # [k]: rows k-1, k differ
+    whole = edge_of_symbol[starts] & edge_of_symbol[ends + 1]
+    for s, ln in zip(starts[whole], length[whole], strict=True):
+        col.add("no_volume", g[s], ln, [pos[s]], WARNING,
+                "volume is 0 on every bar: a feed without volume (e.g. FX quotes); trading it "
+                "needs execution.max_participation=null (no cap on the bar's volume)")
+    starts, ends, length = starts[~whole], ends[~whole], length[~whole]
     if starts.size == 0:
         return
     edge = np.zeros(z.size + 1, dtype=np.int64)

@@ -204,6 +204,23 @@ def test_zero_volume_runs_report_each_start_and_length():
     assert quality_report(df, zero_volume_run=9).per_symbol["BBB"]["warning_rows"] == 19
 
 
+def test_a_symbol_without_any_volume_is_a_feed_without_volume_not_a_defect():
+    """Volume 0 on every row (FX quotes) is reported as no_volume and leaves the score alone;
+    a zero run that stops short of the symbol's whole range still counts."""
+    df = make_frame()
+    df.loc[df.symbol == "AAA", "volume"] = 0.0
+    df.loc[[row("BBB", b) for b in range(0, N_BARS - 1)], "volume"] = 0.0  # all but the last
+    r = quality_report(df, zero_volume_run=10)
+    kinds = found(r)
+    assert set(kinds) == {("no_volume", "AAA"), ("zero_volume_run", "BBB")}
+    assert kinds[("no_volume", "AAA")][:2] == (N_BARS, [row("AAA", 0)])
+    assert r.per_symbol["AAA"]["warning_rows"] == 0
+    assert r.score == pytest.approx((len(df) - 0.5 * (N_BARS - 1)) / len(df))
+    only_aaa = df[df.symbol == "AAA"].reset_index(drop=True)
+    assert quality_report(only_aaa).score == 1.0
+    assert "max_participation=null" in next(i.line() for i in r.issues if i.kind == "no_volume")
+
+
 def test_defects_in_shuffled_rows_keep_source_positions():
     df, want = plant_high_below_low(make_frame())
     perm = np.random.default_rng(1).permutation(len(df))
