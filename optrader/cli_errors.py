@@ -33,6 +33,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from optrader.output_paths import blocking_file
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 BUG_LINE = ("internal error: this is a bug in optrader, not in your input; please report it "
             "with the traceback above")
@@ -135,12 +137,12 @@ def check_run_dirs(overrides: Sequence[str]) -> set[Path]:
         path = Path(str(o.value())).expanduser()
         if "${" in str(path):
             continue  # an interpolation: Hydra resolves it
-        for p in (path, *path.parents):
-            if p.exists() and not p.is_dir():
-                what = "is a file" if p == path else f"lies under the file {str(p)!r}"
-                raise ConfigError(f"{o.key_or_group}: expected a directory for the run's "
-                                  f"outputs, got {str(path)!r}, which {what}; choose another "
-                                  f"path (nothing was written)")
+        p = blocking_file(path)
+        if p is not None:
+            what = "is a file" if p == path else f"lies under the file {str(p)!r}"
+            raise ConfigError(f"{o.key_or_group}: expected a directory for the run's "
+                              f"outputs, got {str(path)!r}, which {what}; choose another "
+                              f"path (nothing was written)")
         existing |= {p.resolve() for p in (path, *path.parents) if p.is_dir()}
     return existing
 

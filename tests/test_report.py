@@ -268,6 +268,13 @@ def _bad_dir(tmp_path):
     return str(d)
 
 
+def _a_file(tmp_path):
+    """A plain file where a report's folder would be."""
+    path = tmp_path / "a_file"
+    path.write_text("mine")
+    return path
+
+
 @pytest.mark.parametrize("argv, words", [
     (lambda t, r: [str(t / "nope")], ["nope", "no such path"]),
     (lambda t, r: [_bad_dir(t)], ["expected metrics.parquet", "equity.parquet, notes.txt"]),
@@ -277,6 +284,7 @@ def _bad_dir(tmp_path):
     (lambda t, r: [r, "--format", "pdf"], ["--format", "invalid choice: 'pdf'"]),
     (lambda t, r: [r, "--out", str(t / "x.png"), "--format", "html"], ["expected a .html path"]),
     (lambda t, r: [r, "--out", str(t / "no" / "x.html")], ["does not exist"]),
+    (lambda t, r: [r, "--out", str(_a_file(t) / "x.html")], ["a_file", "is a file"]),
 ])
 def test_bad_input_exits_2_with_one_line(tmp_path, run_dir, capsys, argv, words):
     assert main(argv(tmp_path, str(run_dir))) == 2

@@ -32,6 +32,7 @@ from optrader.data.io import read_bars, source_files, write_canonical
 from optrader.data.loader import auto_calendar_fix, clean_rows, expectation
 from optrader.data.market import DataError
 from optrader.data.quality import ERROR, quality_report
+from optrader.output_paths import output_file_problem
 
 
 def _reader_args(p: argparse.ArgumentParser) -> None:
@@ -83,6 +84,11 @@ def main(argv=None) -> int:
     _reader_args(c)
     args = parser.parse_args(argv)
     console = Console()
+    # where the command writes, checked before anything is read
+    out, make = (args.dst, True) if args.command == "convert" else (args.json, False)
+    problem = None if out is None else output_file_problem(out, make_parents=make)
+    if problem is not None:
+        return _fail(console, DataError(f"{'DST' if make else '--json'}: {problem}"))
     try:
         if args.command == "convert":
             return _convert(args, console)
@@ -136,10 +142,9 @@ def _convert(args, console) -> int:
     bad = {k: n for k, n in bad.items() if n}
     what = ", ".join(f"{n} {k}" for k, n in bad.items())
     if bad and not args.clean:
-        console.print(f"[red]error:[/red] {args.src}: rows with defects ({what}); nothing "
-                      f"written. Pass --clean to drop them, or see `python -m optrader.data "
-                      f"validate {args.src}`", highlight=False, soft_wrap=True)
-        return 1
+        return _fail(console, DataError(
+            f"{args.src}: rows with defects ({what}); nothing written. Pass --clean to drop "
+            f"them, or see `python -m optrader.data validate {args.src}`"), code=1)
     dropped = 0
     if bad:
         df, dropped = clean_rows(df)
@@ -150,12 +155,13 @@ def _convert(args, console) -> int:
     return 0
 
 
-def _fail(console, exc) -> int:
-    msg = str(exc).replace("pass overwrite=True", "pass --force")
-    if isinstance(exc, OSError) and not isinstance(exc, DataError) and exc.filename:
-        msg = f"{exc.filename}: {exc.strerror or exc}"
-    console.print(f"[red]error:[/red] {msg}", highlight=False, soft_wrap=True)
-    return 2
+def _fail(console, exc, code: int = 2) -> int:
+    """One line ``optrader.data: message`` on stderr, as every command reports (cli_errors)."""
+    from optrader.cli_errors import one_line
+
+    print(f"optrader.data: {one_line(exc).replace('pass overwrite=True', 'pass --force')}",
+          file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

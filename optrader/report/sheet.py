@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
+from optrader.output_paths import output_file_problem
 from optrader.report import figures as F
 from optrader.report.calc import (
     annualisation_text,
@@ -280,11 +281,9 @@ def output_paths(run_dir: Path, fmt: str, out: str | Path | None, force: bool) -
                               f"got {str(out)!r}")
         paths = [out if out.suffix else out.with_suffix(exts[0])]
     for path in paths:
-        if not path.parent.is_dir():
-            raise ReportError(f"--out: expected an existing directory for {str(path)!r}, "
-                              f"but {str(path.parent)!r} does not exist")
-        if path.is_dir():
-            raise ReportError(f"--out: expected a file path, got the directory {str(path)!r}")
+        problem = output_file_problem(path)
+        if problem is not None:
+            raise ReportError(f"--out: {problem}")
         if path.exists() and not force and not is_report_file(path):
             raise ReportError(f"{str(path)!r} exists and was not written by optrader.report; "
                               "pass --force to overwrite it or --out another path")

@@ -41,8 +41,13 @@ def fingerprint(path):
 
 
 def one_line(capsys) -> str:
-    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.strip()]
+    """The one line a command printed: a result on stdout, or an error on stderr (and then
+    nothing on stdout), ``optrader.data: message`` like every command's errors."""
+    out, err = capsys.readouterr()
+    lines = [ln for ln in (err or out).splitlines() if ln.strip()]
     assert len(lines) == 1, lines
+    if err:
+        assert not out.strip() and lines[0].startswith("optrader.data: "), (out, err)
     return lines[0]
 
 
@@ -111,7 +116,7 @@ def test_an_unwritable_destination_is_a_one_line_error(tmp_path, capsys):
     blocker.write_text("not a folder")
     assert cli_main(["convert", str(src), str(blocker / "dst.parquet")]) == 2
     line = one_line(capsys)
-    assert line.startswith("error:") and "file.txt" in line
+    assert line.startswith("optrader.data: DST:") and "file.txt" in line and "is a file" in line
     assert blocker.read_text() == "not a folder"
 
 
@@ -121,5 +126,12 @@ def test_validate_json_to_a_bad_place_is_a_one_line_error(tmp_path, capsys):
     folder = tmp_path / "report"
     folder.mkdir()
     assert cli_main(["validate", str(src), "--json", str(folder)]) == 2
-    out = capsys.readouterr().out.splitlines()
-    assert out[-1].startswith("error:") and "report" in out[-1]
+    assert "--json" in one_line(capsys)  # checked before the file is read: no report printed
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("not a folder")
+    for where in (blocker / "r.json", tmp_path / "missing" / "r.json"):
+        assert cli_main(["validate", str(src), "--json", str(where)]) == 2
+        line = one_line(capsys)
+        assert ("is a file" in line) if where.parent == blocker else ("does not exist" in line)
+        assert ".tmp" not in line
+    assert blocker.read_text() == "not a folder"
