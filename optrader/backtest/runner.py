@@ -469,8 +469,10 @@ def _named_params(name: str, params, n: int) -> np.ndarray:
                 close = difflib.get_close_matches(k, missing or known, n=1)
                 hints.append(f"{k!r} (did you mean {close[0]!r}?)" if close else repr(k))
             parts.append(f"unknown {', '.join(hints)}")
-        if missing:
-            parts.append(f"missing {', '.join(map(repr, missing))}")
+        if missing:  # with the config's defaults, to copy in
+            default = {s.name: s.default for s in specs}
+            parts.append(f"missing {', '.join(map(repr, missing))} (the config's defaults: "
+                         f"{', '.join(f'{k}={default[k]:g}' for k in missing)})")
         raise ValueError(f"params: strategy {name!r} takes {known or 'no parameters'}; "
                          f"{'; '.join(parts)}")
     if hasattr(params, "columns") and len(params) != n:

@@ -162,7 +162,8 @@ def test_named_params_say_what_is_missing_or_unknown(env):
                                          r"missing 'fast'"):
         run_strategy(env, "sma_cross", {"fastt": 3, "slow": 10, "long_only": 0})
     with pytest.raises(ValueError, match=r"strategy 'rsi' takes \['period', 'lower', 'upper'\]"
-                                         r"; missing 'lower', 'upper'"):
+                                         r"; missing 'lower', 'upper' \(the config's "
+                                         r"defaults: lower=30, upper=70\)"):
         run_strategy(env, "rsi", {"period": 14})
     with pytest.raises(ValueError, match=r"unknown 'k'; missing 'entry_z'"):
         run_strategy(env, "zscore", {"lookback": 20, "k": 2.0, "exit_z": 0.5})
