@@ -430,6 +430,8 @@ class SimulationConfig:
 
 @dataclass(frozen=True)
 class AgentConfig:
+    """``agent=es``: evolution strategies (``optrader.agents.es``)."""
+
     name: str = "es"
     policy: str = "linear"  # linear | mlp
     hidden: int = 32
@@ -443,7 +445,7 @@ class AgentConfig:
     checkpoint: str = ""  # policy.npz (or the run dir holding it) for backtest / validate
 
     def check(self, key: str) -> None:
-        _one_of(f"{key}.name", self.name, ("es",))
+        _one_of(f"{key}.name", self.name, ("es",))  # a schema per name: AGENT_SCHEMAS
         _one_of(f"{key}.policy", self.policy, ("linear", "mlp"))
         _at_least(f"{key}.hidden", self.hidden, 1)
         _positive(f"{key}.sigma", self.sigma)
@@ -459,6 +461,67 @@ class AgentConfig:
 
 
 @dataclass(frozen=True)
+class PPOAgentConfig:
+    """``agent=ppo``: Stable-Baselines3's PPO with an MLP policy (``optrader.agents.ppo``)."""
+
+    name: str = "ppo"
+    net_arch: tuple = (64, 64)  # hidden units per layer, policy and value nets (separate)
+    activation: str = "tanh"  # tanh | relu
+    log_std_init: float = -0.5  # initial log std of the Gaussian (continuous actions)
+    n_steps: int = 64  # env-steps per env per rollout; a rollout is n_steps x num_envs
+    batch_size: int = 4096  # minibatch; must divide n_steps x num_envs
+    n_epochs: int = 4  # passes over each rollout
+    learning_rate: float = 3e-4  # Adam step size
+    gamma: float = 0.99  # discount
+    gae_lambda: float = 0.95  # GAE lambda
+    clip_range: float = 0.2  # PPO ratio clip
+    ent_coef: float = 0.0  # entropy bonus weight
+    vf_coef: float = 0.5  # value loss weight
+    max_grad_norm: float = 0.5  # global gradient norm clip
+    device: str = "cpu"  # torch device (cpu: small MLPs gain nothing on a GPU)
+    torch_threads: int = 1  # torch.set_num_threads while training; 0 keeps torch's default
+    num_envs: int = 256  # envs stepped together (one SB3 VecEnv)
+    budget_steps: int = 5_000_000  # env-steps of training (rounded up to whole rollouts)
+    eval_episodes: int = 64
+    checkpoint: str = ""  # policy.zip / policy.npz (or the run dir) for backtest / validate
+
+    def check(self, key: str) -> None:
+        _one_of(f"{key}.name", self.name, ("ppo",))
+        if not self.net_arch:
+            raise ConfigError(f"{key}.net_arch: expected a list of hidden layer sizes, got []")
+        for units in self.net_arch:
+            if not (isinstance(units, (int, float)) and units >= 1 and float(units).is_integer()):
+                raise ConfigError(f"{key}.net_arch: expected integers >= 1, got "
+                                  f"{list(self.net_arch)}")
+        _one_of(f"{key}.activation", self.activation, ("tanh", "relu"))
+        _finite(f"{key}.log_std_init", self.log_std_init)
+        _at_least(f"{key}.n_steps", self.n_steps, 1)
+        _at_least(f"{key}.batch_size", self.batch_size, 2)  # SB3 normalises advantages per batch
+        _at_least(f"{key}.n_epochs", self.n_epochs, 1)
+        _positive(f"{key}.learning_rate", self.learning_rate)
+        _in_range(f"{key}.gamma", self.gamma, 0.0, 1.0)
+        _in_range(f"{key}.gae_lambda", self.gae_lambda, 0.0, 1.0)
+        _positive(f"{key}.clip_range", self.clip_range)
+        _at_least(f"{key}.ent_coef", self.ent_coef, 0.0)
+        _at_least(f"{key}.vf_coef", self.vf_coef, 0.0)
+        _positive(f"{key}.max_grad_norm", self.max_grad_norm)
+        _one_of(f"{key}.device", self.device.split(":")[0], ("cpu", "cuda", "mps"))
+        _at_least(f"{key}.torch_threads", self.torch_threads, 0)
+        _at_least(f"{key}.num_envs", self.num_envs, 1)
+        rollout = self.n_steps * self.num_envs
+        if rollout % self.batch_size:
+            raise ConfigError(f"{key}.batch_size: expected a divisor of n_steps x num_envs = "
+                              f"{self.n_steps} x {self.num_envs} = {rollout}, got "
+                              f"{self.batch_size}")
+        _at_least(f"{key}.budget_steps", self.budget_steps, 1)
+        _at_least(f"{key}.eval_episodes", self.eval_episodes, 1)
+
+
+# agent.name -> schema; ``conf/agent/NAME.yaml`` sets name
+AGENT_SCHEMAS = {"es": AgentConfig, "ppo": PPOAgentConfig}
+
+
+@dataclass(frozen=True)
 class EnvSpec:
     """The validated, frozen configuration of a TradingVectorEnv."""
 
@@ -469,7 +532,7 @@ class EnvSpec:
     reward: RewardConfig = field(default_factory=RewardConfig)
     observation: ObservationConfig = field(default_factory=ObservationConfig)
     action: ActionConfig = field(default_factory=ActionConfig)
-    agent: AgentConfig = field(default_factory=AgentConfig)
+    agent: Any = field(default_factory=AgentConfig)  # one of AGENT_SCHEMAS
     simulation: SimulationConfig = field(default_factory=SimulationConfig)
     strategy: Any = field(default_factory=STRATEGY_SCHEMAS["sma_cross"])  # STRATEGY_SCHEMAS
     backtest: BacktestConfig = field(default_factory=BacktestConfig)
@@ -572,7 +635,8 @@ def suggest_override(override: str) -> str | None:
         return None
     group = parts[0]
     classes = ([*DATA_SCHEMAS.values()] if group == "data" else
-               [*STRATEGY_SCHEMAS.values()] if group == "strategy" else [hints[group]])
+               [*STRATEGY_SCHEMAS.values()] if group == "strategy" else
+               [*AGENT_SCHEMAS.values()] if group == "agent" else [hints[group]])
     for depth, part in enumerate(parts[1:], start=1):
         classes = [c for c in classes if dataclasses.is_dataclass(c)]
         if not classes:
@@ -608,7 +672,17 @@ def load_spec(cfg: DictConfig | dict) -> EnvSpec:
     _registered("data.source", "data_source", source)
     data = _build(DATA_SCHEMAS[source], data_raw, "data")
     strategy = build_strategy(raw.get("strategy"), _build)
-    spec = _build(EnvSpec, raw, "", prebuilt={"data": data, "strategy": strategy})
+    agent_raw = raw.get("agent") or {}
+    if not isinstance(agent_raw, dict):
+        raise ConfigError(f"agent: expected a mapping, got {agent_raw!r}")
+    name = agent_raw.get("name", "es")
+    if name not in AGENT_SCHEMAS:
+        close = difflib.get_close_matches(str(name), sorted(AGENT_SCHEMAS), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"agent.name: expected one of {sorted(AGENT_SCHEMAS)}, got "
+                          f"{name!r}{hint}")
+    agent = _build(AGENT_SCHEMAS[name], agent_raw, "agent")
+    spec = _build(EnvSpec, raw, "", prebuilt={"data": data, "strategy": strategy, "agent": agent})
     spec.check()
     return spec
 

@@ -15,7 +15,14 @@ import pytest
 from omegaconf import DictConfig, OmegaConf
 
 import optrader
-from optrader.config import DATA_SCHEMAS, EnvSpec, available, config_dir, load_spec
+from optrader.config import (
+    AGENT_SCHEMAS,
+    DATA_SCHEMAS,
+    EnvSpec,
+    available,
+    config_dir,
+    load_spec,
+)
 from optrader.research_config import STRATEGY_SCHEMAS
 
 REPO_CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -42,6 +49,8 @@ def schema_of(group: str, content: dict):
         return DATA_SCHEMAS[content["source"]]
     if group == "strategy":
         return STRATEGY_SCHEMAS[content["name"]]
+    if group == "agent":
+        return AGENT_SCHEMAS[content["name"]]
     return typing.get_type_hints(EnvSpec)[group]
 
 
