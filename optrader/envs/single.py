@@ -13,6 +13,12 @@ from kernels.enums import Account
 from optrader.envs.vector import TradingVectorEnv
 
 
+class RenderModeError(TypeError, ValueError):
+    """An unsupported ``render_mode``. A TypeError because ``gymnasium.make``'s callers retry
+    without ``render_mode`` on one (SB3's ``make_vec_env`` asks for ``rgb_array`` first); a
+    ValueError like the vector env's error for the same argument."""
+
+
 class TradingEnv(gym.Env):
     """One trading env. Keyword arguments as ``TradingVectorEnv`` (env, overrides, cfg, data)."""
 
@@ -21,6 +27,9 @@ class TradingEnv(gym.Env):
 
     def __init__(self, env: str = "training", overrides=(), cfg=None, data=None,
                  render_mode: str | None = None, max_episode_steps: int | None = None):
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise RenderModeError(f"render_mode: expected None, 'ansi' or 'human' (a text "
+                                  f"table; there is no rgb_array image), got {render_mode!r}")
         self._vec = TradingVectorEnv(num_envs=1, cfg=cfg, data=data, env=env,
                                      overrides=overrides, render_mode=render_mode,
                                      max_episode_steps=max_episode_steps, copy=False,
