@@ -7,7 +7,8 @@
 Reads top to bottom: config, seeding, env, agent, preallocated rollout storage, then per
 iteration a rollout, GAE and a clipped PPO update with minibatches, then an evaluation of the
 trained policy on the validation split against random and buy-and-hold (mean episode return
-with its standard error). Needs torch (``pip install torch``; a CPU build is enough).
+with its standard error). Needs torch; a CPU build is enough
+(``pip install torch --index-url https://download.pytorch.org/whl/cpu``).
 
 Next-step autoreset (the env's default, Gymnasium 1.x): when env i reports done at step t, its
 step t+1 ignores the action and returns the reset observation, reward 0 and no flags. That
