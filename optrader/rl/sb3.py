@@ -103,20 +103,32 @@ class SB3VecEnv(VecEnv):
         infos = list(self._empty_infos)  # a new list: a caller may keep the previous one
         done = np.flatnonzero(dones)
         if done.size:
-            final_obs = info["final_obs"]
-            final_equity = info.get("final_info", {}).get("equity")
-            t = round(time.time() - self._t_start, 6)
-            for i in done.tolist():
-                fresh = {"terminal_observation": final_obs[i],
-                         "TimeLimit.truncated": bool(truncations[i] and not terminations[i]),
-                         "episode": {"r": float(self._ep_return[i]),
-                                     "l": int(self._ep_length[i]), "t": t}}
-                if final_equity is not None:
-                    fresh["equity"] = float(final_equity[i])
-                infos[i] = fresh
-            self._ep_return[done] = 0.0
-            self._ep_length[done] = 0
+            self._add_finished(infos, done, terminations, truncations, info)
         return obs, rewards, dones, infos
+
+    def _add_finished(self, infos: list, done: np.ndarray, terminations: np.ndarray,
+                      truncations: np.ndarray, info: dict) -> None:
+        """Fresh info dicts for the finished envs ``done`` (int64 indices), into ``infos``; their
+        episode counters restart. Whole-array gathers and one comprehension: the step where a
+        whole batch ends together builds a dict per env, about 1 us each."""
+        t = round(time.time() - self._t_start, 6)
+        final_equity = info.get("final_info", {}).get("equity")
+        equity = (final_equity[done].tolist() if final_equity is not None
+                  else [None] * done.size)
+        fresh = [{"terminal_observation": obs, "TimeLimit.truncated": time_limit,
+                  "episode": {"r": r, "l": length, "t": t}, "equity": eq}
+                 for obs, time_limit, r, length, eq in zip(
+                     info["final_obs"][done].tolist(),
+                     (truncations[done] & ~terminations[done]).tolist(),
+                     self._ep_return[done].tolist(), self._ep_length[done].tolist(), equity,
+                     strict=True)]
+        if final_equity is None:
+            for d in fresh:
+                del d["equity"]
+        for i, d in zip(done.tolist(), fresh, strict=True):
+            infos[i] = d
+        self._ep_return[done] = 0.0
+        self._ep_length[done] = 0
 
     def close(self) -> None:
         self.env.close()
