@@ -280,7 +280,8 @@ class SyntheticDataConfig:
     init_price: float = 100.0
     base_volume: float = 1e6
     intrabar_vol: float = 0.5
-    split: SplitConfig = field(default_factory=SplitConfig)
+    # held-out validation and test bars by default, as the file sources
+    split: SplitConfig = field(default_factory=lambda: SplitConfig(train=0.7, validation=0.15))
 
     def check(self, key: str) -> None:
         self.split.check(f"{key}.split")

@@ -316,7 +316,8 @@ def test_checkpoint_that_does_not_fit(flat_ckpt):
 
 
 def test_empty_or_short_validation_split_says_how_to_make_one(flat_ckpt):
-    ov = [f"agent.checkpoint={flat_ckpt}", "observation.window=4", "data.n_bars=600"]
+    ov = [f"agent.checkpoint={flat_ckpt}", "observation.window=4", "data.n_bars=600",
+          "data.split.train=1.0", "data.split.validation=0.0"]  # no validation bars
     with pytest.raises(ConfigError, match=r"split is empty.*data.split.validation=0.2"):
         validate(optrader.compose("validation", ov), progress=False, overrides=ov)
     with pytest.raises(ConfigError, match=r"too few.*data.split.train=0.8"):

@@ -40,9 +40,10 @@ def make_checkpoint(path, cfg, bias: float):
 
 
 def test_a_flat_policy_never_trades(tmp_path):
-    cfg = compose("observation.window=4")
+    cfg = compose("observation.window=4", "data.split.use=all")  # every bar, not only train
     ckpt = make_checkpoint(tmp_path / "ckpt" / "policy.npz", cfg, 0.0)
-    out = run_backtest(compose("observation.window=4", f"agent.checkpoint={ckpt.parent}"),
+    out = run_backtest(compose("observation.window=4", "data.split.use=all",
+                               f"agent.checkpoint={ckpt.parent}"),
                        out_dir=tmp_path / "run", progress=False, show=False)
     m = pq.read_table(tmp_path / "run" / "metrics.parquet").to_pandas()
     assert len(m) == 1
@@ -84,7 +85,7 @@ def test_an_always_long_policy_is_buy_and_hold(tmp_path):
 def test_the_checkpoint_run_config_sets_the_observation(tmp_path):
     run = tmp_path / "train_run"
     trained = compose("observation.window=8", "observation.features=[log_return,range]",
-                      env="training")
+                      "data.split.use=all", env="training")  # the backtest takes its split
     make_checkpoint(run / "policy.npz", trained, 0.5)
     (run / "config.yaml").write_text(OmegaConf.to_yaml(trained, resolve=True))
     # the backtest config says window 4, one feature: the run's config.yaml wins ...

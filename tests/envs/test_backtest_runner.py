@@ -57,7 +57,7 @@ def test_runner_equals_python_stepping(fill, lean):
     assert res.start_bar == 40 and n_steps == 400 - 1 - 40
     # the Python reference needs an episode as long as the whole range
     ref_env = make(n, [f"execution.fill_price={fill}", "execution.commission_bps=2",
-                       f"env.episode_length={n_steps}"])
+                       f"env.episode_length={n_steps}", "data.split.use=all"])
     eq, fills = python_loop(ref_env, StrategyId.SMA_CROSS, params, res.start_bar, n_steps)
     np.testing.assert_array_equal(res.equity, eq)
     order = np.lexsort((fills["bar"], fills["env"]))
@@ -170,7 +170,7 @@ def test_bad_params_are_refused_before_any_work():
 
 
 def test_buy_and_hold_equity_follows_the_close_without_costs():
-    env = make(1, ["execution=zero_cost", "execution.fill_price=close"])
+    env = make(1, ["execution=zero_cost", "execution.fill_price=close", "data.split.use=all"])
     res = run_strategy(env, "buy_and_hold", [0, 0, 0, 0])
     close = env.market.bars[BarField.CLOSE, res.start_bar:, 0]
     growth = res.equity[0] / res.equity[0, 0]
