@@ -1,8 +1,9 @@
 """Checkpoints of ``optrader.train`` and the config they were trained with, for every command
 that runs one (``optrader.validate``, ``optrader.backtest``).
 
-``agent.checkpoint`` is a ``policy.npz`` or the run dir of ``optrader.train`` holding one
-(``resolve_checkpoint``). When the ``config.yaml`` that training wrote sits beside it,
+``agent.checkpoint`` is a policy file (``policy.npz`` of ES, ``policy.zip`` of PPO) or the run
+dir of ``optrader.train`` holding one (``resolve_checkpoint``); ``load_checkpoint_file`` reads
+either (by content, not name) and ``checkpoint_actor`` gives its deterministic actor. When the ``config.yaml`` that training wrote sits beside it,
 ``checkpoint_config`` takes its ``data``, ``observation``, ``action``, ``execution``, ``risk`` and
 ``reward`` groups (``CHECKPOINT_GROUPS``), so the policy runs on the observation layout, action
 space, market, costs, risk rules and reward it was trained with. Your keys win:
@@ -19,6 +20,7 @@ them, the keys where the config differs from the default composition of its mode
 
 from __future__ import annotations
 
+import pickle
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -29,11 +31,12 @@ from omegaconf import DictConfig, OmegaConf
 from optrader.config import ConfigError, available, compose
 
 CHECKPOINT_FILE = "policy.npz"
+CHECKPOINT_FILES = (CHECKPOINT_FILE, "policy.zip")  # ES (numpy), PPO (Stable-Baselines3)
 RUN_CONFIG_FILE = "config.yaml"
 # what a policy's input and output, and the market and costs it learned on, depend on
 CHECKPOINT_GROUPS = ("data", "observation", "action", "execution", "risk", "reward")
 _EXPECTED = (f"expected a {CHECKPOINT_FILE} or the run dir of `python -m optrader.train "
-             f"+env=training` holding one")
+             f"+env=training` holding one (a policy.zip for agent=ppo)")
 
 
 class CheckpointConfig(NamedTuple):
@@ -50,16 +53,22 @@ class CheckpointConfig(NamedTuple):
 def resolve_checkpoint(path: str | Path) -> tuple[Path, Path | None]:
     """(the policy file, the run's config.yaml beside it or None) of ``agent.checkpoint``.
 
-    ``path`` is a policy file or a directory holding ``policy.npz``; ConfigError otherwise.
+    ``path`` is a policy file or a directory holding ``policy.npz`` or ``policy.zip`` (one of
+    them); ConfigError otherwise.
     """
     if not str(path).strip():
         raise ConfigError(f"agent.checkpoint: {_EXPECTED}, got ''; pass "
                           f"agent.checkpoint=outputs/DATE/TIME")
     given = Path(path).expanduser()
-    p = given / CHECKPOINT_FILE if given.is_dir() else given
-    if given.is_dir() and not p.is_file():
-        raise ConfigError(f"agent.checkpoint: {_EXPECTED}, got the directory {str(path)!r} "
-                          f"(no {CHECKPOINT_FILE} in that directory)")
+    p = given
+    if given.is_dir():
+        found = [given / f for f in CHECKPOINT_FILES if (given / f).is_file()]
+        if len(found) != 1:
+            what = f"no {CHECKPOINT_FILE} in that directory" if not found else \
+                f"both {' and '.join(CHECKPOINT_FILES)} in that directory; name the file"
+            raise ConfigError(f"agent.checkpoint: {_EXPECTED}, got the directory "
+                              f"{str(path)!r} ({what})")
+        p = found[0]
     if not p.is_file():
         raise ConfigError(f"agent.checkpoint: {_EXPECTED}, got {str(path)!r} (no such file or "
                           f"directory)")
@@ -201,13 +210,23 @@ def _flat(d: Any, prefix: str) -> dict[str, Any]:
 
 
 def load_checkpoint_file(path: str | Path, env):
-    """``optrader.agents.es.load_checkpoint(path, env)`` with an unreadable file, or policy
-    parameters that are not all finite (a diverged run, a damaged file), reported as a
-    ValueError naming the file (``agent.checkpoint: ... is not a readable policy.npz``)."""
+    """``optrader.agents.es.load_checkpoint(path, env)``, or for a PPO ``policy.zip`` (SB3's zip
+    with its ``policy.pth``) ``optrader.agents.ppo.load_checkpoint(path, env)`` (needs the rl
+    extra; ModuleNotFoundError naming the install command otherwise), with an unreadable file,
+    or policy parameters that are not all finite (a diverged run, a damaged file), reported as
+    a ValueError naming the file (``agent.checkpoint: ... is not a readable policy.npz``)."""
     import numpy as np
 
+    from optrader.agents import ppo
     from optrader.agents.es import check_fits, load_checkpoint
 
+    if ppo.is_ppo_checkpoint(path):
+        try:
+            return ppo.load_checkpoint(path, env)
+        except (OSError, EOFError, KeyError, RuntimeError, pickle.UnpicklingError,
+                zipfile.BadZipFile) as exc:  # torch.load of damaged weights
+            raise ValueError(f"agent.checkpoint: {path} is not a readable policy.zip "
+                             f"({type(exc).__name__}: {exc})") from None
     if not zipfile.is_zipfile(path):  # np.load would try to unpickle it
         raise ValueError(f"agent.checkpoint: {path} is not a readable {CHECKPOINT_FILE} (not an "
                          f".npz archive)")
@@ -225,3 +244,13 @@ def load_checkpoint_file(path: str | Path, env):
     if env is not None:
         check_fits(ckpt, env, path)
     return ckpt
+
+
+def checkpoint_actor(env, ckpt):
+    """The deterministic actor ``obs (N, D) -> env actions`` of a loaded checkpoint on ``env``:
+    ES's ``policy_actor`` with its params, or the PPO policy's ``act``."""
+    from optrader.agents.es import Checkpoint, policy_actor
+
+    if isinstance(ckpt, Checkpoint):
+        return policy_actor(env, ckpt.policy, ckpt.params)
+    return ckpt.policy.act

@@ -1,9 +1,10 @@
 """Validate a trained policy: ``python -m optrader.validate agent.checkpoint=RUN_DIR episodes=K``.
 
-Reads top to bottom: resolve the checkpoint (a ``policy.npz`` or the run dir of
-``optrader.train`` holding one) and take the trained run's ``data``, ``observation``, ``action``,
-``execution``, ``risk`` and ``reward`` groups from its ``config.yaml``, under the keys you set
-(``optrader.checkpoints``, shared with ``optrader.backtest``); build one env per episode on the
+Reads top to bottom: resolve the checkpoint (a ``policy.npz`` of ES, a ``policy.zip`` of PPO,
+or the run dir of ``optrader.train`` holding one) and take the trained run's ``data``,
+``observation``, ``action``, ``execution``, ``risk`` and ``reward`` groups from its
+``config.yaml``, under the keys you set (``optrader.checkpoints``, shared with
+``optrader.backtest``); build one env per episode on the
 validation split (``data.split.use=validation`` unless you set it); play the trained policy and
 each baseline (``validation.baselines``) on the same K episodes; compute per-episode metrics
 (``optrader.metrics``), their means with bootstrap intervals (``optrader.validation_stats``), and
@@ -35,9 +36,10 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from kernels.enums import BarField
-from optrader.agents.es import buy_and_hold_actor, policy_actor, random_actor
+from optrader.agents.es import buy_and_hold_actor, random_actor
 from optrader.annualisation import annualisation_for
 from optrader.checkpoints import (
+    checkpoint_actor,
     checkpoint_config,
     describe_taken,
     load_checkpoint_file,
@@ -173,7 +175,7 @@ def _validate(cfg, data, out_dir, progress, overrides, watch) -> dict[str, Any]:
         log.warning("neighbouring episodes share %.0f%% of their bars: the intervals assume "
                     "independent episodes and are too narrow", 100 * overlap)
 
-    actors = {"trained": policy_actor(env, ckpt.policy, ckpt.params)}
+    actors = {"trained": checkpoint_actor(env, ckpt)}
     for name in val.baselines:
         actors[name] = buy_and_hold_actor(env) if name == "buy_and_hold" else \
             random_actor(env, _stream_seed(seed, RANDOM_STREAM))

@@ -7,10 +7,11 @@ stopped), fill records, bars traded, exposed bars (gross notional sum |position|
 the close after the step) and traded notional (sum |qty x price| of the fills). Every env of the batch runs the same policy, so one env is
 enough; more give identical rows.
 
-``checkpoint`` is ``agent.checkpoint``: a ``policy.npz`` or the training run dir holding one
-(``optrader.checkpoints.resolve_checkpoint``), or a loaded Checkpoint. The env must already be
-built for it: ``optrader.backtest.cli.run_backtest`` takes the trained run's groups from its
-``config.yaml`` (``optrader.checkpoints.checkpoint_config``) before making the env.
+``checkpoint`` is ``agent.checkpoint``: a ``policy.npz`` (ES), a ``policy.zip`` (PPO) or the
+training run dir holding one (``optrader.checkpoints.resolve_checkpoint``), or a loaded
+Checkpoint (``optrader.agents.es``) or PPOCheckpoint (``optrader.agents.ppo``). The env must
+already be built for it: ``optrader.backtest.cli.run_backtest`` takes the trained run's groups
+from its ``config.yaml`` (``optrader.checkpoints.checkpoint_config``) before making the env.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from optrader.agents.es import Checkpoint, check_fits, policy_actor
+from optrader.agents import ppo
+from optrader.agents.es import Checkpoint, check_fits
 from optrader.backtest.runner import BacktestResult
-from optrader.checkpoints import load_checkpoint_file, resolve_checkpoint
+from optrader.checkpoints import checkpoint_actor, load_checkpoint_file, resolve_checkpoint
 from optrader.rollouts import play_episodes
 
 
-def run_agent(env, checkpoint: str | Path | Checkpoint,
+def run_agent(env, checkpoint: str | Path | Checkpoint | ppo.PPOCheckpoint,
               on_step: Callable[[int, int], None] | None = None) -> BacktestResult:
     """Backtest a checkpoint's policy on every env of ``env`` over its whole split.
 
@@ -35,7 +37,7 @@ def run_agent(env, checkpoint: str | Path | Checkpoint,
             ``execution.record_fills=true``; its buffers are reused (reset it before using it as
             a Gymnasium env again).
         checkpoint: a policy file or run dir (``optrader.checkpoints.resolve_checkpoint``), or
-            a loaded Checkpoint.
+            a loaded Checkpoint or PPOCheckpoint.
         on_step: called as ``on_step(steps_done, n_steps)`` after every bar (progress display).
 
     Returns:
@@ -56,13 +58,16 @@ def run_agent(env, checkpoint: str | Path | Checkpoint,
     if isinstance(checkpoint, Checkpoint):
         ckpt = checkpoint
         check_fits(ckpt, env)
+    elif isinstance(checkpoint, ppo.PPOCheckpoint):
+        ckpt = checkpoint
+        ppo.check_fits(ckpt, env)
     else:
         path, _ = resolve_checkpoint(checkpoint)
         ckpt = load_checkpoint_file(path, env)
     n = env.num_envs
     start = env._first_bar
     n_steps = env._last_bar - start
-    ep = play_episodes(env, policy_actor(env, ckpt.policy, ckpt.params),
+    ep = play_episodes(env, checkpoint_actor(env, ckpt),
                        np.full(n, start, dtype=np.int64), spec.seed, on_step)
     equity = ep.equity
     for i in np.flatnonzero(ep.steps < n_steps):
