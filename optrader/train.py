@@ -3,7 +3,8 @@
 Reads top to bottom: build the env (one env per population member), then generations of
 ask -> one paired episode per env -> tell, until ``agent.budget_steps`` env-steps are used (the
 last generation may overshoot by less than one generation); then evaluate the trained policy,
-random actions and buy-and-hold on the same held-out episode starts.
+random actions and buy-and-hold on the same episode starts, on each market of
+``metrics.json``'s ``eval`` (below).
 
 Outputs in the Hydra run dir: ``config.yaml`` (the resolved config), ``policy.npz`` (see
 ``optrader.agents.es.save_checkpoint``), ``metrics.json`` and Hydra's ``train.log``.
@@ -13,15 +14,16 @@ from its disk cache); ``optrader.compile_status`` shows that on stderr while it 
 ``train_seconds`` and ``env_steps_per_second`` leave it out (``compile_s`` and ``cache_load_s``
 report it), so a first run and a cached run report the same throughput.
 
-Episode seeds: training resets draw seeds in [0, EVAL_SEED_BASE) from the agent's generator;
-evaluation uses EVAL_SEED_BASE + seed (+ round), so evaluation episodes never reuse a training
-reset seed. They still start on the bars training saw (the env has no train/test split of bars),
-and a long run can overfit that one path; with the synthetic source the same evaluation also runs
-on a fresh path (``data.seed + HELD_OUT_DATA_SEED_OFFSET``), reported as
-``eval_held_out_market``. When the data has a validation split (``data.split``) and training
-samples the train split, the same evaluation runs on the validation bars
-(``eval_validation_split``). In simulation mode (``+env=simulation``) every episode is a fresh path
-already (antithetic pairs share one through ``env_seeds``), so that second evaluation is skipped.
+Evaluation (``metrics.json``'s ``eval``; each block has ``evaluated_on``, see ``_evaluations``):
+training resets draw seeds in [0, EVAL_SEED_BASE) from the agent's generator; evaluation uses
+EVAL_SEED_BASE + seed (+ round), so it never reuses a training reset seed, but on the training
+split that only picks other starts on the same bars: ``in_sample`` measures fit to the path, not
+skill. The held-out figures are ``validation`` (the validation split, when training samples the
+train split and the data has one: the synthetic default keeps 15 % of its bars for it) and, for
+the synthetic source, ``fresh_path`` (another path of the same process, every bar). In simulation
+mode (``+env=simulation``) every episode is a fresh path already (antithetic pairs share one
+through ``env_seeds``): the training env's evaluation is ``fresh_path``, and there is no
+``in_sample`` or ``validation`` block.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from optrader.agents.es import (
     EvolutionStrategy,
     Policy,
     episode_returns,
-    evaluate,
+    evaluate_actor,
     evaluate_baselines,
     policy_actor,
     save_checkpoint,
@@ -114,29 +116,10 @@ def _train(cfg: DictConfig, data, progress: bool, out_dir, watch: CompileWatch) 
     train_seconds = max(loop.seconds, 1e-9)
 
     eval_seed = EVAL_SEED_BASE + spec.seed
-    results = _evaluate_all(env, es.theta, policy, agent.eval_episodes, eval_seed)
-    held_out = None
-    if data is None and spec.data.source == "synthetic" and spec.env.mode != "simulation":
-        # the same process on a path training never saw: the check for overfitting the bars
-        held_out_seed = spec.data.seed + HELD_OUT_DATA_SEED_OFFSET
-        env_out = optrader.make_vec(OmegaConf.merge(run_cfg, {"data": {"seed": held_out_seed}}),
-                                    num_envs=num_envs, copy=False, parallel=ENV_PARALLEL)
-        held_out = {"data_seed": held_out_seed, **_summaries(
-            _evaluate_all(env_out, es.theta, policy, agent.eval_episodes, eval_seed))}
-        env_out.close()
-    validation = None
-    if spec.env.mode != "simulation" and spec.data.split.use == "train":
-        # the validation split, when the data has one: bars training never sampled
-        try:
-            env_val = optrader.make_vec(
-                OmegaConf.merge(run_cfg, {"data": {"split": {"use": "validation"}}}),
-                num_envs=num_envs, data=data, copy=False, parallel=ENV_PARALLEL)
-        except (ConfigError, ValueError) as exc:
-            log.info("no validation evaluation: %s", str(exc).splitlines()[0])
-        else:
-            validation = {"split_range": list(env_val.split_range), **_summaries(
-                _evaluate_all(env_val, es.theta, policy, agent.eval_episodes, eval_seed))}
-            env_val.close()
+    theta = es.theta.copy()
+    evaluation = {"episodes": agent.eval_episodes, "seed": eval_seed,
+                  **_evaluations(env, run_cfg, data, lambda e: policy_actor(e, policy, theta),
+                                 agent.eval_episodes, eval_seed)}
     metrics = {
         "env_steps": used,
         "generations": es.generation,
@@ -147,20 +130,17 @@ def _train(cfg: DictConfig, data, progress: bool, out_dir, watch: CompileWatch) 
         "final_mean_return": history[-1]["mean_return"],
         "policy": {"kind": policy.kind, "obs_dim": policy.obs_dim, "act_dim": policy.act_dim,
                    "hidden": policy.hidden, "n_params": policy.n_params},
-        "eval": {"episodes": agent.eval_episodes, "seed": eval_seed, **_summaries(results)},
-        "eval_held_out_market": held_out,
-        "eval_validation_split": validation,
+        # the trained policy and the baselines, each block saying what it was evaluated on
+        "eval": evaluation,
         # how metrics of this data are annualised (the returns above are per episode)
         "annualisation": annualisation_for(spec, env.market).as_dict(),
         "history": history,
     }
     log.info("%d env-steps in %.1f s (%.0f env-steps/s; not counted: compile %.1f s, cache "
-             "loads %.1f s); eval mean return: %s", used, train_seconds, used / train_seconds,
-             loop.compile_s, loop.cache_load_s,
-             ", ".join(f"{k} {v.mean():+.4f}" for k, v in results.items()))
-    if held_out is not None:
-        log.info("held-out market (data.seed=%d) eval mean return: %s", held_out["data_seed"],
-                 ", ".join(f"{k} {held_out[k]['mean']:+.4f}" for k in results))
+             "loads %.1f s)", used, train_seconds, used / train_seconds, loop.compile_s,
+             loop.cache_load_s)
+    for line in _eval_lines(evaluation):
+        log.info("%s", line)
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -172,15 +152,83 @@ def _train(cfg: DictConfig, data, progress: bool, out_dir, watch: CompileWatch) 
     return {**metrics, "params": es.theta.copy(), "policy": policy}
 
 
-def _evaluate_all(env, params, policy, episodes: int, seed: int) -> dict[str, np.ndarray]:
-    """Episode returns of the trained policy and the baselines, on the same episode starts."""
-    return {"trained": evaluate(env, params, episodes, seed, policy),
+def _evaluate_all(env, actor_for, episodes: int, seed: int) -> dict[str, np.ndarray]:
+    """Episode returns of the trained policy (``actor_for(env)``) and the baselines, on the
+    same episode starts."""
+    return {"trained": evaluate_actor(env, actor_for(env), episodes, seed),
             **evaluate_baselines(env, episodes, seed)}
 
 
 def _summaries(results: dict[str, np.ndarray]) -> dict[str, Any]:
     return {name: {"mean": float(r.mean()), "std": float(r.std()),
                    "returns": [round(float(x), 6) for x in r]} for name, r in results.items()}
+
+
+EVAL_BLOCKS = ("in_sample", "validation", "fresh_path")  # metrics.json's "eval", in this order
+
+
+def _evaluations(env, run_cfg, data, actor_for, episodes: int,
+                 seed: int) -> dict[str, dict[str, Any] | None]:
+    """The trained policy and the baselines on every market the run can be judged on, each
+    block (or None where it does not apply) saying in ``evaluated_on`` what that was:
+
+    * ``in_sample``: the training env's own split, the bars training sampled (new reset seeds,
+      the same bars: an agent that memorised the path scores well here);
+    * ``validation``: the validation split, when training sampled the train split and the
+      data has validation bars enough for an episode (never sampled in training);
+    * ``fresh_path``: synthetic data only: every bar of another path of the same process
+      (``data.seed + HELD_OUT_DATA_SEED_OFFSET``); in simulation mode the training env itself,
+      whose episodes each generate a new path (there is no in-sample path to evaluate on).
+    """
+    import optrader
+
+    spec = env.config
+
+    def block(on_env, evaluated_on: str, **where) -> dict[str, Any]:
+        return {"evaluated_on": evaluated_on, **where,
+                **_summaries(_evaluate_all(on_env, actor_for, episodes, seed))}
+
+    def split_env(**data_keys):
+        return optrader.make_vec(OmegaConf.merge(run_cfg, {"data": data_keys}),
+                                 num_envs=env.num_envs, data=data, copy=False,
+                                 parallel=ENV_PARALLEL)
+
+    out: dict[str, dict[str, Any] | None] = dict.fromkeys(EVAL_BLOCKS)
+    if spec.env.mode == "simulation":
+        out["fresh_path"] = block(env, "fresh synthetic paths (simulation mode: a new path per "
+                                       "episode, from reset seeds training never drew)")
+        return out
+    use, (lo, hi) = spec.data.split.use, env.split_range
+    out["in_sample"] = block(env, f"in-sample: the {use} split, bars {lo}..{hi - 1}, that "
+                                  f"training sampled (other reset seeds, the same bars)",
+                             split=use, split_range=[lo, hi])
+    if use == "train":
+        try:
+            env_val = split_env(split={"use": "validation"})
+        except (ConfigError, ValueError) as exc:
+            log.info("no validation evaluation: %s", str(exc).splitlines()[0])
+        else:
+            lo, hi = env_val.split_range
+            out["validation"] = block(env_val, f"the validation split, bars {lo}..{hi - 1}, "
+                                               f"never sampled in training",
+                                      split="validation", split_range=[lo, hi])
+            env_val.close()
+    if data is None and spec.data.source == "synthetic":
+        # the same process on a path training never saw: the check for overfitting the path
+        fresh_seed = spec.data.seed + HELD_OUT_DATA_SEED_OFFSET
+        env_out = split_env(seed=fresh_seed, split={"use": "all"})
+        out["fresh_path"] = block(env_out, f"a fresh synthetic path (data.seed={fresh_seed}, "
+                                           f"all {env_out.market.n_bars} bars) never seen in "
+                                           f"training", data_seed=fresh_seed, split="all")
+        env_out.close()
+    return out
+
+
+def _eval_lines(evaluation: dict[str, Any]) -> list[str]:
+    """One line per evaluation block: what it ran on, then each policy's mean return."""
+    return [f"{ev['evaluated_on']}: mean return " +
+            ", ".join(f"{k} {ev[k]['mean']:+.4f}" for k in ("trained", "random", "buy_and_hold"))
+            for ev in (evaluation[b] for b in EVAL_BLOCKS) if ev is not None]
 
 
 class _Progress:
@@ -264,17 +312,11 @@ def main(cfg: DictConfig) -> None:
 
     out_dir = HydraConfig.get().runtime.output_dir
     metrics = train(cfg, progress=True, out_dir=out_dir)
-    names = ("trained", "random", "buy_and_hold")
     lines = [f"optrader.train: {metrics['env_steps']} env-steps in "
              f"{metrics['train_seconds']:.1f} s ({metrics['env_steps_per_second']:,.0f}/s; not "
              f"counted: compile {metrics['compile_s']:.1f} s, cache loads "
              f"{metrics['cache_load_s']:.1f} s); outputs in {out_dir}"]
-    for title, ev in (("held-out seeds", metrics["eval"]),
-                      ("held-out market", metrics["eval_held_out_market"]),
-                      ("validation split", metrics["eval_validation_split"])):
-        if ev is not None:
-            lines.append(f"  mean return, {title}: " +
-                         ", ".join(f"{k} {ev[k]['mean']:+.4f}" for k in names))
+    lines += [f"  {line}" for line in _eval_lines(metrics["eval"])]
     print("\n".join(lines))
 
 

@@ -41,9 +41,16 @@ def test_cli_trains_and_writes_outputs(tmp_path):
     assert math.isfinite(metrics["final_mean_return"])
     assert metrics["final_mean_return"] == metrics["history"][-1]["mean_return"]
     assert metrics["eval"]["episodes"] == 8
-    assert metrics["eval_held_out_market"]["data_seed"] == cfg.data.seed + 1
-    for res in [ev[name] for ev in (metrics["eval"], metrics["eval_held_out_market"])
-                for name in ("trained", "random", "buy_and_hold")]:
+    assert metrics["eval"]["fresh_path"]["data_seed"] == cfg.data.seed + 1
+    blocks = [metrics["eval"][b] for b in ("in_sample", "validation", "fresh_path")]
+    # the printed summary: one line per block, led by what it was evaluated on
+    lines = proc.stdout.splitlines()
+    lines = lines[next(i for i, x in enumerate(lines) if x.startswith("optrader.train: ")):]
+    assert [line.split(":")[0].strip() for line in lines[1:]] == [
+        "in-sample", "the validation split, bars 14000..16999, never sampled in training",
+        f"a fresh synthetic path (data.seed={cfg.data.seed + 1}, all 20000 bars) never seen "
+        f"in training"], proc.stdout
+    for res in [ev[name] for ev in blocks for name in ("trained", "random", "buy_and_hold")]:
         assert len(res["returns"]) == 8 and all(math.isfinite(x) for x in res["returns"])
         assert abs(res["mean"] - np.mean(res["returns"])) < 1e-5  # returns are rounded
 
