@@ -1,13 +1,17 @@
-"""Train an evolution-strategies policy: ``python -m optrader.train +env=training``.
+"""Train an agent: ``python -m optrader.train +env=training`` (evolution strategies, the
+default) or ``python -m optrader.train +env=training agent=ppo`` (Stable-Baselines3's PPO; needs
+``pip install torch==2.13.0 "optrader[rl]"``).
 
-Reads top to bottom: build the env (one env per population member), then generations of
-ask -> one paired episode per env -> tell, until ``agent.budget_steps`` env-steps are used (the
-last generation may overshoot by less than one generation); then evaluate the trained policy,
-random actions and buy-and-hold on the same episode starts, on each market of
-``metrics.json``'s ``eval`` (below).
+Reads top to bottom: build the env; train until ``agent.budget_steps`` env-steps are used, ES as
+generations of ask -> one paired episode per env (one env per population member) -> tell (the
+last generation may overshoot by less than one generation), PPO as ``model.learn`` over an SB3
+VecEnv of the same env (``optrader.agents.ppo``; whole rollouts of n_steps x num_envs); then
+evaluate the trained policy, random actions and buy-and-hold on the same episode starts, on each
+market of ``metrics.json``'s ``eval`` (below).
 
-Outputs in the Hydra run dir: ``config.yaml`` (the resolved config), ``policy.npz`` (see
-``optrader.agents.es.save_checkpoint``), ``metrics.json`` and Hydra's ``train.log``.
+Outputs in the Hydra run dir: ``config.yaml`` (the resolved config), the checkpoint
+(``policy.npz`` for ES, see ``optrader.agents.es.save_checkpoint``; ``policy.zip`` for PPO, see
+``optrader.agents.ppo.save_checkpoint``), ``metrics.json`` and Hydra's ``train.log``.
 
 Compile time: Numba compiles the kernels on their first use (once per machine, then they load
 from its disk cache); ``optrader.compile_status`` shows that on stderr while it happens, and
@@ -32,14 +36,16 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import hydra
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from optrader.agents.es import (
+    Actor,
     EvolutionStrategy,
     Policy,
     episode_returns,
@@ -67,15 +73,21 @@ def train(cfg: DictConfig, data=None, progress: bool = True,
     """Train with the composed config ``cfg`` (``optrader.compose``) and evaluate.
 
     Args:
-        cfg: composed config with an ``env`` mode; ``agent`` holds the ES settings.
+        cfg: composed config with an ``env`` mode; ``agent`` holds the ES or PPO settings.
         data: market data for ``optrader.make_vec`` (None: the configured source).
         progress: show a rich progress bar (only on a terminal; otherwise log every ~10%) and
             the status while Numba compiles (``optrader.compile_status``; stderr).
-        out_dir: if given, write config.yaml, policy.npz and metrics.json there.
+        out_dir: if given, write config.yaml, the checkpoint (policy.npz or, for PPO,
+            policy.zip) and metrics.json there.
 
     Returns:
-        The metrics written to metrics.json, plus ``params`` (float64 (n_params,), the trained
-        theta) and ``policy`` (its ``Policy``).
+        The metrics written to metrics.json, plus ``policy``: ES's ``Policy`` with ``params``
+        (float64 (n_params,), the trained theta), or PPO's ``PPOPolicy`` with ``model`` (the SB3
+        PPO).
+
+    Raises:
+        ModuleNotFoundError: agent=ppo without torch or stable-baselines3 (one line naming
+            ``pip install torch==2.13.0 "optrader[rl]"``), before any env is built.
     """
     with CompileWatch(show=progress) as watch:
         return _train(cfg, data, progress, out_dir, watch)
@@ -85,51 +97,37 @@ def _train(cfg: DictConfig, data, progress: bool, out_dir, watch: CompileWatch) 
     import optrader
 
     t_start = time.perf_counter()
-    num_envs = load_spec(cfg).agent.num_envs  # validated before anything is built
+    agent_cfg = load_spec(cfg).agent  # validated before anything is built
+    trainer = TRAINERS[agent_cfg.name]
+    if agent_cfg.name == "ppo":
+        from optrader.agents.ppo import require_rl
+
+        require_rl()  # one line naming the install command, before any work
     # rollouts read only rewards and flags: skip the per-step info copies (env.info does not
     # change the dynamics; config.yaml keeps the user's value)
     run_cfg = OmegaConf.merge(cfg, {"env": {"info": "none"}})
-    env = optrader.make_vec(run_cfg, num_envs=num_envs, data=data, copy=False,
-                            parallel=ENV_PARALLEL)
+    env = optrader.make_vec(run_cfg, num_envs=agent_cfg.num_envs, data=data,
+                            parallel=ENV_PARALLEL, **trainer.env_kwargs)
     spec, agent = env.config, env.config.agent
-    policy = Policy.for_env(env)
-    es = EvolutionStrategy.from_config(policy, agent, seed=spec.seed)
-    log.info("ES %s policy, %d params, population %d, budget %d env-steps",
-             policy.kind, policy.n_params, agent.num_envs, agent.budget_steps)
-
-    history: list[dict[str, Any]] = []
-    used = 0
     # the loop's seconds leave out Numba compiling and cache loads (first use of each kernel)
-    with _Progress(agent.budget_steps, progress, watch) as bar, watch.span() as loop:
-        while used < agent.budget_steps:
-            population = es.ask()
-            reset_seed = int(es.rng.integers(EVAL_SEED_BASE))
-            fitness, steps = episode_returns(env, policy_actor(env, policy, population),
-                                             reset_seed, paired=True)
-            stats = es.tell(fitness)
-            used += steps
-            elapsed = max(loop.elapsed(), 1e-9)
-            history.append({"generation": es.generation, "env_steps": used,
-                            "seconds": round(elapsed, 4),
-                            **{k: round(v, 6) for k, v in stats.items()}})
-            bar.update(used, used / elapsed, stats["mean_return"])
+    with _Progress(agent.budget_steps, progress, watch, agent.name.upper()) as bar, \
+            watch.span() as loop:
+        run = trainer.train(env, spec, bar, loop)
+    history, used = run.history, run.env_steps
     train_seconds = max(loop.seconds, 1e-9)
 
     eval_seed = EVAL_SEED_BASE + spec.seed
-    theta = es.theta.copy()
     evaluation = {"episodes": agent.eval_episodes, "seed": eval_seed,
-                  **_evaluations(env, run_cfg, data, lambda e: policy_actor(e, policy, theta),
-                                 agent.eval_episodes, eval_seed)}
+                  **_evaluations(env, run_cfg, data, run.actor, agent.eval_episodes, eval_seed)}
     metrics = {
         "env_steps": used,
-        "generations": es.generation,
+        **run.counts,  # generations (ES) or rollouts (PPO)
         "wall_seconds": round(time.perf_counter() - t_start, 3),
         "train_seconds": round(train_seconds, 3),
         "env_steps_per_second": round(used / train_seconds, 1),
         **loop.summary(),  # compile_s, cache_load_s: the loop's, not in train_seconds
-        "final_mean_return": history[-1]["mean_return"],
-        "policy": {"kind": policy.kind, "obs_dim": policy.obs_dim, "act_dim": policy.act_dim,
-                   "hidden": policy.hidden, "n_params": policy.n_params},
+        "final_mean_return": history[-1]["mean_return"] if history else None,
+        "policy": run.policy_summary,
         # the trained policy and the baselines, each block saying what it was evaluated on
         "eval": evaluation,
         # how metrics of this data are annualised (the returns above are per episode)
@@ -145,18 +143,118 @@ def _train(cfg: DictConfig, data, progress: bool, out_dir, watch: CompileWatch) 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-        save_checkpoint(out / "policy.npz", es.theta, policy, env.observation_names)
+        written = run.save(out, env.observation_names)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
-        log.info("wrote config.yaml, policy.npz, metrics.json to %s", out)
+        log.info("wrote config.yaml, %s, metrics.json to %s", written.name, out)
     env.close()
-    return {**metrics, "params": es.theta.copy(), "policy": policy}
+    return {**metrics, **run.outputs}
 
 
-def _evaluate_all(env, actor_for, episodes: int, seed: int) -> dict[str, np.ndarray]:
+def _evaluate_all(env, actor_for: Callable[[Any], Actor], episodes: int,
+                  seed: int) -> dict[str, np.ndarray]:
     """Episode returns of the trained policy (``actor_for(env)``) and the baselines, on the
     same episode starts."""
     return {"trained": evaluate_actor(env, actor_for(env), episodes, seed),
             **evaluate_baselines(env, episodes, seed)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Agents: each trains on the env inside the progress bar and the compile watch's span
+
+
+class _Run(NamedTuple):
+    """What a trainer hands back to ``train``."""
+
+    actor: Callable[[Any], Actor]  # env -> deterministic actor of the trained policy
+    history: list[dict[str, Any]]  # one row per generation / rollout
+    env_steps: int
+    counts: dict[str, int]  # {"generations": G} or {"rollouts": R}
+    policy_summary: dict[str, Any]  # metrics.json's "policy"
+    save: Callable[[Path, Any], Path]  # (run dir, observation names) -> the checkpoint written
+    outputs: dict[str, Any]  # extra keys of train()'s result
+
+
+class _Trainer(NamedTuple):
+    train: Callable[..., _Run]  # (env, spec, bar, loop) -> _Run
+    env_kwargs: dict[str, Any]  # make_vec arguments the agent needs
+
+
+def _train_es(env, spec, bar: _Progress, loop) -> _Run:
+    """Generations of ask -> one paired episode per env -> tell until the budget is used."""
+    agent = spec.agent
+    policy = Policy.for_env(env)
+    es = EvolutionStrategy.from_config(policy, agent, seed=spec.seed)
+    log.info("ES %s policy, %d params, population %d, budget %d env-steps",
+             policy.kind, policy.n_params, agent.num_envs, agent.budget_steps)
+    history: list[dict[str, Any]] = []
+    used = 0
+    while used < agent.budget_steps:
+        population = es.ask()
+        reset_seed = int(es.rng.integers(EVAL_SEED_BASE))
+        fitness, steps = episode_returns(env, policy_actor(env, policy, population),
+                                         reset_seed, paired=True)
+        stats = es.tell(fitness)
+        used += steps
+        elapsed = max(loop.elapsed(), 1e-9)
+        history.append({"generation": es.generation, "env_steps": used,
+                        "seconds": round(elapsed, 4),
+                        **{k: round(v, 6) for k, v in stats.items()}})
+        bar.update(used, used / elapsed, stats["mean_return"])
+    theta = es.theta.copy()
+    return _Run(
+        actor=lambda e: policy_actor(e, policy, theta), history=history, env_steps=used,
+        counts={"generations": es.generation},
+        policy_summary={"kind": policy.kind, "obs_dim": policy.obs_dim,
+                        "act_dim": policy.act_dim, "hidden": policy.hidden,
+                        "n_params": policy.n_params},
+        save=lambda out, names: save_checkpoint(out / "policy.npz", theta, policy, names),
+        outputs={"params": theta, "policy": policy})
+
+
+def _train_ppo(env, spec, bar: _Progress, loop) -> _Run:
+    """SB3's PPO over an SB3VecEnv of ``env`` until the budget is used (whole rollouts)."""
+    import torch
+
+    from optrader.agents import ppo
+    from optrader.rl.sb3 import SB3VecEnv
+
+    agent = spec.agent
+    threads = torch.get_num_threads()
+    if agent.torch_threads:
+        torch.set_num_threads(agent.torch_threads)
+    try:
+        model = ppo.make_model(SB3VecEnv(env), agent, spec.seed)
+        policy = ppo.policy_of(model, env)
+        log.info("PPO %s, %d params, %d envs x %d steps a rollout, budget %d env-steps",
+                 policy, policy.n_params, agent.num_envs, agent.n_steps, agent.budget_steps)
+        history: list[dict[str, Any]] = []
+
+        def on_rollout(steps: int, stats: dict[str, float]) -> None:
+            elapsed = max(loop.elapsed(), 1e-9)
+            history.append({"rollout": len(history) + 1, "env_steps": steps,
+                            "seconds": round(elapsed, 4),
+                            **{k: round(v, 6) if np.isfinite(v) else None
+                               for k, v in stats.items()}})
+            bar.update(steps, steps / elapsed, stats["mean_return"])
+
+        used = ppo.learn(model, agent.budget_steps, on_rollout)
+    finally:
+        torch.set_num_threads(threads)
+    return _Run(
+        actor=lambda e: policy.act, history=history, env_steps=used,
+        counts={"rollouts": len(history)},
+        policy_summary={"kind": policy.kind, "obs_dim": policy.obs_dim,
+                        "act_dim": policy.act_dim, "net_arch": list(policy.net_arch),
+                        "activation": policy.activation, "n_params": policy.n_params},
+        save=lambda out, names: ppo.save_checkpoint(out / ppo.CHECKPOINT_FILE, model, policy,
+                                                    names),
+        outputs={"policy": policy, "model": model})
+
+
+# agent.name -> how it trains; ES plays episodes on reused buffers (copy=False); SB3 keeps each
+# step's observations and resets finished envs in the step that ends them
+TRAINERS = {"es": _Trainer(_train_es, {"copy": False}),
+            "ppo": _Trainer(_train_ppo, {"copy": True, "autoreset_mode": "SameStep"})}
 
 
 def _summaries(results: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -235,13 +333,14 @@ class _Progress:
     """A rich bar of env-steps with env-steps/s and the mean return; plain log lines when
     disabled or not on a terminal (CI). The bar's label shows the compile status of ``watch``."""
 
-    def __init__(self, total: int, enabled: bool, watch: CompileWatch):
+    def __init__(self, total: int, enabled: bool, watch: CompileWatch, label: str = "ES"):
         from contextlib import ExitStack
 
         from rich.console import Console
 
         self.total = total
         self.watch = watch
+        self.label = label
         self._stack = ExitStack()
         self.console = Console(stderr=True)
         self.live = enabled and self.console.is_terminal
@@ -262,7 +361,7 @@ class _Progress:
                 TextColumn("return {task.fields[ret]:+.4f}"),
                 TimeElapsedColumn(), TimeRemainingColumn(), console=self.console,
                 refresh_per_second=4)
-            self.task = self.progress.add_task("ES", total=total, steps=_millions(0, total),
+            self.task = self.progress.add_task(label, total=total, steps=_millions(0, total),
                                                sps=0.0, ret=0.0)
 
     def __enter__(self):
@@ -277,7 +376,8 @@ class _Progress:
         return False
 
     def _status(self, text: str | None) -> None:
-        self.progress.update(self.task, description=f"ES: {text}" if text else "ES")
+        self.progress.update(self.task,
+                             description=f"{self.label}: {text}" if text else self.label)
 
     def update(self, steps: int, sps: float, mean_return: float) -> None:
         self.watch.settle()  # plain output: the seconds of a compile that just ended
