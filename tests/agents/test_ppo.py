@@ -153,6 +153,21 @@ def test_ppo_checkpoint_round_trip(ppo_run):
                                   want)
 
 
+@pytest.mark.parametrize("action", [["action=discrete"],
+                                    ["action=discrete", "data.n_assets=2"],
+                                    ["data.n_assets=2"]], ids=["discrete", "multi", "box2"])
+def test_ppo_trains_and_reloads_every_action_space(tmp_path, action):
+    pytest.importorskip("stable_baselines3")
+    cfg = optrader.compose("training", [*SMALL, *TINY_PPO, *action, "agent.budget_steps=128"])
+    result = train(cfg, progress=False, out_dir=tmp_path)
+    env = optrader.make_vec(optrader.compose("training", [*SMALL, *action]), num_envs=8)
+    ckpt = load_checkpoint_file(tmp_path / "policy.zip", env)
+    obs, _ = env.reset(seed=5)
+    got = checkpoint_actor(env, ckpt)(obs)
+    np.testing.assert_array_equal(got, result["policy"].act(obs))
+    assert env.action_space.contains(got), (env.action_space, got)
+
+
 def test_ppo_run_dir_validates_backtests_and_reports(ppo_run, tmp_path):
     run, _ = ppo_run
     ov = [f"agent.checkpoint={run}", "validation.episodes=4", "validation.episode_length=32",
