@@ -134,6 +134,19 @@ def test_ppo_train_writes_its_run_dir(ppo_run):
     assert OmegaConf.load(run / "config.yaml").agent.name == "ppo"
 
 
+def test_same_seed_same_ppo_policy(ppo_run):
+    _, result = ppo_run
+    cfg = optrader.compose("training", [*SMALL, *TINY_PPO])
+    again = train(cfg, progress=False)
+    other = train(optrader.compose("training", [*SMALL, *TINY_PPO, "seed=1"]), progress=False)
+    env = optrader.make_vec(optrader.compose("training", SMALL), num_envs=16)
+    obs, _ = env.reset(seed=3)
+    np.testing.assert_array_equal(again["policy"].act(obs), result["policy"].act(obs))
+    assert again["history"] == [{**h, "seconds": g["seconds"]}
+                                for h, g in zip(result["history"], again["history"], strict=True)]
+    assert not np.array_equal(other["policy"].act(obs), result["policy"].act(obs))
+
+
 def test_ppo_checkpoint_round_trip(ppo_run):
     from stable_baselines3 import PPO
 
