@@ -111,7 +111,8 @@ def test_cli_end_to_end(tmp_path):
     run_dir = tmp_path / "run"
     proc = subprocess.run(
         [sys.executable, "-m", "optrader.backtest", "strategy=sma_cross", "strategy.fast=5,10",
-         "strategy.slow=20,40", "data.n_bars=1500", f"hydra.run.dir={run_dir}"],
+         "strategy.slow=20,40", "data.n_bars=1500", "data.split.use=all",
+         f"hydra.run.dir={run_dir}"],
         cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "bar-columns/s" in proc.stdout and str(run_dir) in proc.stdout

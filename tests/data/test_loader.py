@@ -716,8 +716,8 @@ def test_cli_validate_clean_and_bad_files(tmp_path, capsys, wide_console):
 def test_cli_validate_missing_file(tmp_path, capsys, wide_console):
     missing = tmp_path / "nowhere" / "bars.parquet"
     assert cli_main(["validate", str(missing)]) == 2
-    out = "".join(capsys.readouterr().out.split())
-    assert "error" in out and str(missing) in out
+    err = "".join(capsys.readouterr().err.split())  # one line on stderr, like every command
+    assert err.startswith("optrader.data:") and str(missing) in err
 
 
 def test_cli_convert_writes_the_canonical_layout(tmp_path, capsys, wide_console):
@@ -753,8 +753,8 @@ def test_cli_convert_writes_the_canonical_layout(tmp_path, capsys, wide_console)
     existing = tmp_path / "existing.parquet"
     existing.write_bytes(b"precious")
     assert cli_main(["convert", str(src), str(existing)]) == 2
-    out = "".join(capsys.readouterr().out.split())
-    assert "exists" in out and str(existing) in out
+    err = "".join(capsys.readouterr().err.split())
+    assert "exists" in err and str(existing) in err
     assert existing.read_bytes() == b"precious"
     assert cli_main(["convert", str(src), str(existing), "--force"]) == 0
     np.testing.assert_array_equal(load(existing, tmp_path).bars, bars)
