@@ -45,20 +45,30 @@ def fill_costs_nb(qty, ref_px, order_type, slippage_model, commission_model, sli
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def equity_after_close_nb(i, a, equity, ref_px, fill_t, decision_t, order_type, bars, series,
-                          cost_params, slippage_model, commission_model, position):
-    """``equity`` less what closing env i's position in asset a around ``ref_px`` would cost
-    (commission and slippage in currency, priced as ``execute_fill_nb`` prices an order of
-    ``-position`` on its own): the equity a reversal is sized from with
-    ``execution.reversal: cash`` (``ReversalSizing.CASH``)."""
-    _, fee, slip_cost = fill_costs_nb(
-        -position[i, a], ref_px, order_type, slippage_model, commission_model,
+def env_fill_costs_nb(i, a, qty, ref_px, fill_t, decision_t, order_type, bars, series,
+                      cost_params, slippage_model, commission_model):
+    """``fill_costs_nb`` of env i's order of ``qty`` units of asset a around ``ref_px`` in bar
+    ``fill_t`` (decided at ``decision_t``), with env i's cost parameters and the bar's series."""
+    return fill_costs_nb(
+        qty, ref_px, order_type, slippage_model, commission_model,
         cost_params[i, CostParam.SLIPPAGE_BPS], cost_params[i, CostParam.HALF_SPREAD_BPS],
         series[SeriesField.SPREAD_BPS, fill_t, a], bars[BarField.VOLUME, fill_t, a],
         series[SeriesField.AVG_VOLUME, decision_t, a], series[SeriesField.SIGMA, decision_t, a],
         cost_params[i, CostParam.IMPACT_COEF], cost_params[i, CostParam.COMMISSION_BPS],
         cost_params[i, CostParam.MAKER_BPS], cost_params[i, CostParam.TAKER_BPS],
         cost_params[i, CostParam.PER_SHARE], cost_params[i, CostParam.MIN_COMMISSION])
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def equity_after_close_nb(i, a, equity, ref_px, fill_t, decision_t, order_type, bars, series,
+                          cost_params, slippage_model, commission_model, position):
+    """``equity`` less what closing env i's position in asset a around ``ref_px`` would cost
+    (commission and slippage in currency, priced as ``execute_fill_nb`` prices an order of
+    ``-position`` on its own): the equity a reversal is sized from with
+    ``execution.reversal: cash`` (``ReversalSizing.CASH``)."""
+    _, fee, slip_cost = env_fill_costs_nb(i, a, -position[i, a], ref_px, fill_t, decision_t,
+                                          order_type, bars, series, cost_params,
+                                          slippage_model, commission_model)
     return equity - fee - slip_cost
 
 
@@ -71,14 +81,9 @@ def execute_fill_nb(i, a, qty, ref_px, fill_t, decision_t, order_type, reason, b
     Returns (cash change, cost) in currency; updates position, average price, realised P&L and
     the trailing reference (reset to the fill price when a position opens or flips); prices and
     costs from ``fill_costs_nb``."""
-    px, fee, slip_cost = fill_costs_nb(
-        qty, ref_px, order_type, slippage_model, commission_model,
-        cost_params[i, CostParam.SLIPPAGE_BPS], cost_params[i, CostParam.HALF_SPREAD_BPS],
-        series[SeriesField.SPREAD_BPS, fill_t, a], bars[BarField.VOLUME, fill_t, a],
-        series[SeriesField.AVG_VOLUME, decision_t, a], series[SeriesField.SIGMA, decision_t, a],
-        cost_params[i, CostParam.IMPACT_COEF], cost_params[i, CostParam.COMMISSION_BPS],
-        cost_params[i, CostParam.MAKER_BPS], cost_params[i, CostParam.TAKER_BPS],
-        cost_params[i, CostParam.PER_SHARE], cost_params[i, CostParam.MIN_COMMISSION])
+    px, fee, slip_cost = env_fill_costs_nb(i, a, qty, ref_px, fill_t, decision_t, order_type,
+                                           bars, series, cost_params, slippage_model,
+                                           commission_model)
     old = position[i, a]
     new_pos, new_avg, realized = apply_fill_nb(old, avg_px[i, a], qty, px)
     position[i, a] = new_pos

@@ -16,8 +16,8 @@ from kernels.strategies import (
     StrategyId,
     strategy_block_nb,
     strategy_init_nb,
-    strategy_weights_nb,
 )
+from tests.kernels.test_strategies import run_nb  # one bar per call (the fused step's way)
 
 
 @njit(cache=True)
@@ -39,27 +39,12 @@ def block_weights_nb(kind, t0, bars, params, out):
             t += nb
 
 
-@njit(cache=True)
-def step_weights_nb(kind, t0, bars, params, out):
-    """The same one bar per call (the fused step's way)."""
-    n = params.shape[0]
-    state = np.zeros((n, N_STRATEGY_STATE, bars.shape[2]))
-    w = np.zeros((n, bars.shape[2]))
-    for i in range(n):
-        strategy_init_nb(kind, i, t0, bars, params, state)
-    for t in range(t0, bars.shape[1]):
-        for i in range(n):
-            strategy_weights_nb(kind, i, t, bars, params, state, w)
-            for a in range(bars.shape[2]):
-                out[i, t, a] = w[i, a]
-
-
 def weights(kind, close, params, t0, blocks=True):
     """float64 (n, T) weights of a one-asset close series from bar t0 (NaN before)."""
     bars = np.repeat(close[None, :, None], 5, axis=0)
     params = np.asarray(params, dtype=np.float64).reshape(-1, 4)
     out = np.full((params.shape[0], close.size, 1), np.nan)
-    (block_weights_nb if blocks else step_weights_nb)(kind, t0, bars, params, out)
+    (block_weights_nb if blocks else run_nb)(kind, t0, bars, params, out)
     return out[:, :, 0]
 
 
