@@ -4,34 +4,26 @@ mean and p99 of the batched env step inside the loop. The serial env kernel and 
 (the example's defaults) at 256 and 1,024 envs, and the threaded kernel at 1,024 for contrast.
 The 1-minute load average at the start says what else was running. Skipped without torch."""
 
-import importlib.util
 import os
-import sys
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("torch")
 
-SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "ppo_native.py"
+from tests.test_examples import example_module  # noqa: E402
+
 ITERATIONS = 3
 NUM_STEPS = 128  # the example's default rollout length
 
 
 @pytest.fixture(scope="module")
 def ppo():
-    spec = importlib.util.spec_from_file_location("ppo_native", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["ppo_native"] = module
-    try:
-        spec.loader.exec_module(module)
+    with example_module() as module:
         # compile / load the kernels (serial and threaded) and warm torch before timing
         for parallel in (False, True):
             module.main(module.Config(num_envs=64, num_steps=8, total_timesteps=512,
                                       eval_episodes=0, split=[], parallel=parallel))
         yield module
-    finally:
-        sys.modules.pop("ppo_native", None)
 
 
 @pytest.mark.parametrize("num_envs,parallel", [(256, False), (1024, False), (1024, True)])

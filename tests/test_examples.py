@@ -1,6 +1,7 @@
 """examples/ppo_native.py: the one-file PPO over the native VectorEnv runs end to end, logs its
 throughput, and masks next-step-autoreset reset steps out of GAE and the update."""
 
+import contextlib
 import dataclasses
 import importlib.util
 import runpy
@@ -18,9 +19,10 @@ SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "ppo_native.py"
 TINY = ["env.episode_length=8"]  # episodes end inside a 16-step rollout: reset steps occur
 
 
-@pytest.fixture(scope="module")
-def ppo():
-    """The script as a module (registered, so inspect finds the Config source)."""
+@contextlib.contextmanager
+def example_module():
+    """examples/ppo_native.py as a module, registered while in use (so inspect finds the
+    Config source); the benchmark loads it the same way."""
     spec = importlib.util.spec_from_file_location("ppo_native", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     sys.modules["ppo_native"] = module
@@ -29,6 +31,12 @@ def ppo():
         yield module
     finally:
         sys.modules.pop("ppo_native", None)
+
+
+@pytest.fixture(scope="module")
+def ppo():
+    with example_module() as module:
+        yield module
 
 
 def t(rows, dtype=torch.float32):
